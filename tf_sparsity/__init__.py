@@ -1,0 +1,41 @@
+"""tf_sparsity: the methods of "The State of Sparsity in Deep Neural Networks"
+(Gale, Elsen & Hooker, 2019) for Keras 3.
+
+```python
+import keras, tf_sparsity as tfs
+schedule = tfs.PolynomialDecay(final_sparsity=0.9, begin_step=1000,
+                               end_step=8000, frequency=100)
+sparse = tfs.sparsify(model, tfs.MagnitudePruning(schedule))
+sparse.compile(...); sparse.fit(..., callbacks=[tfs.SparsityCallback()])
+tfs.sparsity_summary(sparse)
+tfs.export_saved_model(sparse, "export/1")
+```
+"""
+
+from tf_sparsity.callbacks import SparsityCallback
+from tf_sparsity.distributions import ERK
+from tf_sparsity.distributions import PerLayer
+from tf_sparsity.distributions import SparsityDistribution
+from tf_sparsity.distributions import Uniform
+from tf_sparsity.export import export_saved_model
+from tf_sparsity.layers import SparseWrapper
+from tf_sparsity.methods import REGISTRY as METHODS
+from tf_sparsity.methods import MagnitudePruning
+from tf_sparsity.methods import PruningMethod
+from tf_sparsity.methods import RandomPruning
+from tf_sparsity.methods import SparsityMethod
+from tf_sparsity.saving import load
+from tf_sparsity.saving import save
+from tf_sparsity.schedules import ConstantSparsity
+from tf_sparsity.schedules import OneShot
+from tf_sparsity.schedules import PolynomialDecay
+from tf_sparsity.schedules import SparsitySchedule
+from tf_sparsity.sparsify import sparse_layers
+from tf_sparsity.sparsify import sparsify
+from tf_sparsity.strip import strip
+from tf_sparsity.summary import LayerSparsity
+from tf_sparsity.summary import SparsityReport
+from tf_sparsity.summary import sparsity_summary
+from tf_sparsity.updater import update_masks
+
+__version__ = "0.1.0"

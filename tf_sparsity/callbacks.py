@@ -1,0 +1,104 @@
+"""`SparsityCallback`: mask updates and sparsity logging during `model.fit`."""
+
+import os
+
+import keras
+from keras import ops
+
+from tf_sparsity import _backend
+from tf_sparsity import summary as summary_lib
+from tf_sparsity import updater as updater_lib
+
+
+class SparsityCallback(keras.callbacks.Callback):
+    """Updates masks on schedule and logs sparsity while `model.fit` runs.
+
+    Before each training step the callback asks the schedule whether masks
+    are due (plain Python arithmetic on the step); only then does it run the
+    compiled mask update. The step is `model.optimizer.iterations`, read once
+    when training starts, so resumed runs (checkpoints, `BackupAndRestore`)
+    continue the same schedule. With `steps_per_execution=N` an update that
+    falls inside a group of N steps is applied at the start of the next group.
+
+    Global sparsity is added to the logs as `sparsity` (shown by the progress
+    bar and written by `TensorBoard`/`CSVLogger` callbacks placed after this
+    one), and the current target as `target_sparsity`.
+
+    Args:
+        log_dir: if set, TensorBoard scalars (per-layer and global sparsity,
+            current target) are written to `log_dir/sparsity` at every mask
+            update and at the end of every epoch (needs TensorFlow).
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        if log_dir is not None:
+            _backend.require_tensorflow("SparsityCallback(log_dir=...)")
+        self.log_dir = log_dir
+        self._updater = None
+        self._writer = None
+        self._step = None
+        self._last_checked = None
+        self._batch_begin = 0
+        self._logged = {}
+
+    def on_train_begin(self, logs=None):
+        self._updater = updater_lib.get_updater(self.model)
+        self._updater.attach()
+        self._step = None
+        if self.log_dir is not None and self._writer is None:
+            tf = _backend.require_tensorflow("TensorBoard summaries")
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, "sparsity")
+            )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._step is None:
+            # Read once, after BackupAndRestore (or a checkpoint) restored it.
+            self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._last_checked = self._step - 1
+        due = self._updater.due_groups(self._last_checked, self._step)
+        if due:
+            self.model  # On JAX this syncs the trainer's state into variables.
+            for group, due_step in due:
+                group.update(due_step)
+            self._log(self._step)
+        self._last_checked = self._step
+        self._batch_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._step is not None:
+            self._step += batch - self._batch_begin + 1
+        if logs is not None:
+            logs.update(self._logged)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._log(self._step if self._step is not None else 0)
+        if logs is not None:
+            logs.update(self._logged)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def current_target(self, step):
+        """The schedule's global target at `step` (first scheduled method)."""
+        for group in self._updater.groups if self._updater else ():
+            return group.method.schedule.sparsity(step)
+        return None
+
+    def _log(self, step):
+        report = summary_lib.sparsity_summary(self.model, print_fn=None)
+        target = self.current_target(step)
+        self._logged = {"sparsity": report.global_sparsity}
+        if target is not None:
+            self._logged["target_sparsity"] = target
+        if self._writer is None:
+            return
+        tf = _backend.require_tensorflow("TensorBoard summaries")
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("sparsity/global", report.global_sparsity)
+            if target is not None:
+                tf.summary.scalar("sparsity/target", target)
+            for row in report.layers:
+                tf.summary.scalar(f"sparsity/{row.path}/{row.kernel}", row.sparsity)

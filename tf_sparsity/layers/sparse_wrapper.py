@@ -1,0 +1,152 @@
+"""The Keras layer wrapper that gives a layer sparse kernels."""
+
+import keras
+
+from tf_sparsity import methods as methods_lib
+from tf_sparsity.layers import kernels as kernels_lib
+
+
+@keras.saving.register_keras_serializable(package="tf_sparsity")
+class SparseWrapper(keras.layers.Wrapper):
+    """Wraps a layer so that its kernels are sparse.
+
+    The wrapped layer's own `call` runs unchanged: for the duration of each
+    call the wrapper rebinds the layer's kernel attributes to the sparse
+    kernels its method computes (`kernel * mask` for pruning methods), so
+    gradients flow through the sparse kernel and any supported layer type
+    works without re-implementing its forward pass. Biases and all other
+    weights stay dense.
+
+    Supported layers: `Dense`, `EinsumDense`, `Conv1D/2D/3D`,
+    `Conv1D/2D/3DTranspose`, `DepthwiseConv1D/2D`, `SeparableConv1D/2D`
+    (both kernels) and `Embedding`.
+
+    Args:
+        layer: the layer to wrap (built or not).
+        method: a `SparsityMethod`, e.g. `tfs.MagnitudePruning(schedule)`.
+        target_sparsity: this layer's final sparsity; the schedule's value
+            is scaled by `target_sparsity / schedule.final_sparsity` at every
+            step. Defaults to the method's final sparsity.
+        **kwargs: base `Layer` arguments; the name and dtype policy default
+            to the wrapped layer's.
+
+    Input shape and output shape: those of the wrapped layer.
+    """
+
+    def __init__(self, layer, method, target_sparsity=None, **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                f"SparseWrapper expects a Keras layer, got {layer!r}."
+            )
+        if isinstance(layer, SparseWrapper):
+            raise ValueError(
+                f"Layer '{layer.name}' is already sparse (a SparseWrapper)."
+            )
+        attributes = kernels_lib.kernel_attributes(layer)
+        reason = kernels_lib.unsupported_reason(layer)
+        if reason is not None and (attributes is None or layer.built):
+            raise ValueError(f"Cannot make layer sparse: {reason}.")
+        kwargs.setdefault("name", layer.name)
+        kwargs.setdefault("dtype", layer.dtype_policy)
+        super().__init__(layer, **kwargs)
+        self.method = methods_lib.get(method)
+        if target_sparsity is None:
+            target_sparsity = self.method.final_sparsity
+        if target_sparsity is not None and not 0.0 <= target_sparsity < 1.0:
+            raise ValueError(
+                f"Layer '{layer.name}': target_sparsity must be in [0, 1), "
+                f"got {target_sparsity!r}."
+            )
+        self.target_sparsity = target_sparsity
+        self.kernel_attributes = attributes
+        self.sparsity_variables = {}
+        self.supports_masking = getattr(layer, "supports_masking", False)
+        # Set by SparsityCallback / update_masks: see `call`.
+        self._mask_updates_attached = False
+        if layer.built:
+            self.build(_built_input_shape(layer))
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        state = {}
+        for attribute in self.kernel_attributes:
+            state[attribute] = self.method.build(
+                self, attribute, getattr(self.layer, attribute)
+            )
+        self.sparsity_variables = state
+        self.built = True
+
+    def kernel(self, attribute):
+        """The wrapped layer's raw (dense) kernel variable `attribute`."""
+        return getattr(self.layer, attribute)
+
+    def call(self, inputs, training=None, **kwargs):
+        if (
+            training
+            and self.method.needs_mask_updates
+            and not self._mask_updates_attached
+        ):
+            raise RuntimeError(
+                f"Sparse layer '{self.name}' is being trained, but nothing "
+                f"updates its masks, so it would train dense. Pass "
+                f"`callbacks=[tfs.SparsityCallback()]` to `model.fit`, or call "
+                f"`tfs.update_masks(model, step)` before each step of a custom "
+                f"training loop."
+            )
+        return self.method.call(self, inputs, training=training, **kwargs)
+
+    def call_with_kernels(self, inputs, kernels, training=None, **kwargs):
+        """Calls the wrapped layer with its kernels temporarily replaced.
+
+        Args:
+            inputs: the layer inputs.
+            kernels: dict mapping kernel attribute names to tensors.
+            training: forwarded when the wrapped layer's call accepts it.
+            **kwargs: forwarded to the wrapped layer.
+        """
+        if getattr(self.layer, "_call_has_training_arg", False):
+            kwargs["training"] = training
+        originals = {name: getattr(self.layer, name) for name in kernels}
+        try:
+            for name, value in kernels.items():
+                # Bypass Keras's attribute tracking: this is not a new weight.
+                object.__setattr__(self.layer, name, value)
+            return self.layer(inputs, **kwargs)
+        finally:
+            for name, value in originals.items():
+                object.__setattr__(self.layer, name, value)
+
+    def inference_kernels(self):
+        """Dict of the sparse kernels inference uses (what `strip` keeps)."""
+        return {
+            attribute: self.method.inference_kernel(
+                self, attribute, self.kernel(attribute)
+            )
+            for attribute in self.kernel_attributes
+        }
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config["method"] = keras.saving.serialize_keras_object(self.method)
+        config["target_sparsity"] = self.target_sparsity
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
+        method = keras.saving.deserialize_keras_object(
+            config.pop("method"), custom_objects=custom_objects
+        )
+        return cls(layer, method, **config)
+
+
+def _built_input_shape(layer):
+    config = layer.get_build_config() or {}
+    return config.get("input_shape")

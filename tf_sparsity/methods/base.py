@@ -1,0 +1,185 @@
+"""The interface every sparsity method implements.
+
+A method decides three things for each kernel of a wrapped layer: which extra
+variables it needs (`build`), which kernel the forward pass uses in training
+and in inference (`training_kernel`, `inference_kernel`, or a whole custom
+`call`), and, for pruning methods, how masks are recomputed as training goes
+(`compute_masks`, run by the mask updater on the steps the schedule chooses).
+"""
+
+import keras
+from keras import ops
+
+from tf_sparsity import masks as mask_ops
+from tf_sparsity import schedules as schedules_lib
+
+PACKAGE = "tf_sparsity"
+
+
+class SparsityMethod:
+    """Base class of sparsity methods.
+
+    Subclasses set `name` (the registry key) and override what they need.
+    """
+
+    name = None
+    #: True when masks must be recomputed by the training loop (through
+    #: `tfs.SparsityCallback` or `tfs.update_masks`).
+    needs_mask_updates = False
+
+    @property
+    def final_sparsity(self):
+        """The target the distribution spreads over layers, or None."""
+        return None
+
+    def build(self, wrapper, attribute, kernel):
+        """Creates the per-kernel variables of this method on `wrapper`.
+
+        Args:
+            wrapper: the `SparseWrapper` being built.
+            attribute: the kernel's attribute name on the wrapped layer.
+            kernel: the kernel variable.
+
+        Returns:
+            A dict of the variables created, stored by the wrapper.
+        """
+        return {}
+
+    def training_kernel(self, wrapper, attribute, kernel):
+        """The kernel the forward pass uses when `training=True`."""
+        return self.inference_kernel(wrapper, attribute, kernel)
+
+    def inference_kernel(self, wrapper, attribute, kernel):
+        """The (sparse) kernel inference uses; `strip()` folds this in."""
+        raise NotImplementedError
+
+    def call(self, wrapper, inputs, training=None, **kwargs):
+        """The wrapper's forward pass; by default, swaps in sparse kernels."""
+        choose = self.training_kernel if training else self.inference_kernel
+        kernels = {
+            attribute: choose(wrapper, attribute, wrapper.kernel(attribute))
+            for attribute in wrapper.kernel_attributes
+        }
+        return wrapper.call_with_kernels(inputs, kernels, training=training, **kwargs)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == (
+            other.get_config()
+        )
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class PruningMethod(SparsityMethod):
+    """A method that keeps a 0/1 mask per kernel, recomputed on a schedule.
+
+    The forward pass computes with `kernel * mask`, so pruned weights get a
+    zero gradient and stay exactly zero in the effective kernel. Subclasses
+    define `scores`: at each update the lowest-scoring weights are pruned.
+
+    Args:
+        schedule: a `SparsitySchedule` (e.g. `tfs.PolynomialDecay`).
+        scope: "layer" prunes each kernel to its own target; "global" ranks
+            all sparsified kernels together and prunes the same total number
+            of weights wherever the scores are lowest.
+    """
+
+    needs_mask_updates = True
+
+    def __init__(self, schedule, scope="layer"):
+        self.schedule = schedules_lib.get(schedule)
+        if scope not in ("layer", "global"):
+            raise ValueError(
+                f"{type(self).__name__}: `scope` must be 'layer' or 'global', "
+                f"got {scope!r}."
+            )
+        self.scope = scope
+
+    @property
+    def final_sparsity(self):
+        return self.schedule.final_sparsity
+
+    def build(self, wrapper, attribute, kernel):
+        mask = wrapper.add_weight(
+            name=f"{attribute.lstrip('_')}_mask",
+            shape=kernel.shape,
+            dtype=kernel.dtype,
+            initializer="ones",
+            trainable=False,
+            # Masks are written outside the replicas' step; if user code ever
+            # assigns one inside it, the first replica's value wins everywhere.
+            aggregation="only_first_replica",
+        )
+        return {"mask": mask}
+
+    def mask(self, wrapper, attribute):
+        return wrapper.sparsity_variables[attribute]["mask"]
+
+    def inference_kernel(self, wrapper, attribute, kernel):
+        mask = self.mask(wrapper, attribute)
+        return ops.multiply(kernel, ops.cast(mask, kernel.dtype))
+
+    def scores(self, kernel, mask, seed):
+        """Per-weight scores; the lowest are pruned at the next update.
+
+        Args:
+            kernel: the raw kernel tensor.
+            mask: its current 0/1 mask.
+            seed: a per-kernel int, stable across runs, for random methods.
+        """
+        raise NotImplementedError
+
+    def compute_masks(self, kernels, masks, counts, seeds):
+        """New masks for a group of kernels (pure; compiled with XLA).
+
+        Args:
+            kernels: list of kernel tensors.
+            masks: list of their current masks.
+            counts: int32 tensor, weights to prune in each kernel.
+            seeds: list of Python ints, one per kernel.
+
+        Returns:
+            List of new masks, dtype of the current masks.
+        """
+        scores = [
+            self.scores(ops.cast(k, "float32"), ops.cast(m, "float32"), s)
+            for k, m, s in zip(kernels, masks, seeds)
+        ]
+        if self.scope == "global":
+            new = mask_ops.prune_lowest_jointly(scores, ops.sum(counts))
+        else:
+            new = [mask_ops.prune_lowest(s, counts[i]) for i, s in enumerate(scores)]
+        return [ops.cast(n, m.dtype) for n, m in zip(new, masks)]
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "scope": self.scope,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = schedules_lib.get(config["schedule"])
+        return cls(**config)
+
+
+def pruned_first(scores, mask):
+    """Scores where already-pruned weights rank below every live one.
+
+    Keeps masks permanent: a gradual schedule never lowers sparsity, so the
+    weights pruned before are always among those pruned again.
+    """
+    return ops.where(ops.greater(mask, 0.5), scores, -1.0)

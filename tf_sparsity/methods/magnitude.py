@@ -1,0 +1,49 @@
+"""Magnitude pruning (Zhu & Gupta, 2017): prune the smallest |w|."""
+
+import keras
+from keras import ops
+
+from tf_sparsity.methods import base
+
+
+@keras.saving.register_keras_serializable(package=base.PACKAGE)
+class MagnitudePruning(base.PruningMethod):
+    """Prunes the weights of smallest magnitude on a schedule.
+
+    By default masks are permanent, as in the paper's reference code
+    (tf.contrib.model_pruning): pruned weights get no gradient and are ranked
+    below every live weight, so they stay pruned. With `regrowth=True`
+    pruned weights keep receiving gradient updates (straight-through) and are
+    ranked by their raw magnitude at the next update, so they can come back,
+    which is close to what tfmot's `prune_low_magnitude` does.
+
+    Args:
+        schedule: a `SparsitySchedule`, e.g. `tfs.PolynomialDecay(...)`.
+        scope: "layer" (a threshold per kernel) or "global" (one threshold
+            over all sparsified kernels).
+        regrowth: let pruned weights train and compete at the next update.
+    """
+
+    name = "magnitude"
+
+    def __init__(self, schedule, scope="layer", regrowth=False):
+        super().__init__(schedule, scope=scope)
+        self.regrowth = bool(regrowth)
+
+    def training_kernel(self, wrapper, attribute, kernel):
+        sparse = self.inference_kernel(wrapper, attribute, kernel)
+        if not self.regrowth:
+            return sparse
+        # Same value as kernel * mask, but gradients reach pruned weights too.
+        dense = ops.convert_to_tensor(kernel)
+        return sparse + (dense - ops.stop_gradient(dense)) * ops.cast(
+            1.0 - self.mask(wrapper, attribute), dense.dtype
+        )
+
+    def scores(self, kernel, mask, seed):
+        if self.regrowth:
+            return ops.abs(kernel)
+        return base.pruned_first(ops.abs(kernel), mask)
+
+    def get_config(self):
+        return {**super().get_config(), "regrowth": self.regrowth}

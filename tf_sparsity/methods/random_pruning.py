@@ -1,0 +1,43 @@
+"""Random pruning: the paper's baseline, on the same schedule as magnitude."""
+
+import random
+
+import keras
+
+from tf_sparsity.methods import base
+
+
+@keras.saving.register_keras_serializable(package=base.PACKAGE)
+class RandomPruning(base.PruningMethod):
+    """Prunes weights chosen at random, following a sparsity schedule.
+
+    Every kernel gets one fixed random priority per weight, drawn from
+    `seed` and the kernel's path; each update prunes the lowest priorities.
+    The pruned set therefore only grows (pruned weights stay pruned), masks
+    are identical on every replica and after a resume, and no random state
+    needs saving.
+
+    Args:
+        schedule: a `SparsitySchedule`.
+        seed: int; None draws one now (and records it in the config).
+        scope: "layer" or "global" (see `MagnitudePruning`).
+    """
+
+    name = "random"
+
+    def __init__(self, schedule, seed=None, scope="layer"):
+        super().__init__(schedule, scope=scope)
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"RandomPruning: `seed` must be an int, got {seed!r}.")
+        self.seed = seed
+
+    def scores(self, kernel, mask, seed):
+        priority = keras.random.uniform(
+            kernel.shape, seed=(self.seed + seed) % (2**31 - 1)
+        )
+        return base.pruned_first(priority, mask)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}

@@ -1,0 +1,258 @@
+"""Sparsity schedules: how much of each layer is pruned at a training step.
+
+A schedule answers two questions for the mask updater, both in plain Python
+(they are evaluated once per step by a callback, outside the compiled graph):
+`sparsity(step)`, the target at that step, and `last_update_step(step)`, the
+most recent step at or before `step` where masks are due to be recomputed.
+"""
+
+import math
+
+import keras
+
+_PACKAGE = "tf_sparsity"
+
+
+def _check_sparsity(name, value, owner):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{owner}: `{name}` must be a number in [0, 1), got {value!r}."
+        )
+    if not (0.0 <= value < 1.0) or math.isnan(value):
+        raise ValueError(
+            f"{owner}: `{name}` must be in [0, 1) (1.0 would remove every "
+            f"weight), got {value!r}."
+        )
+
+
+def _check_step(name, value, owner, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: `{name}` must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(
+            f"{owner}: `{name}` must be >= {minimum}, got {value}."
+        )
+
+
+class SparsitySchedule:
+    """Base class of sparsity schedules.
+
+    Subclasses implement `sparsity(step)`, `last_update_step(step)`,
+    `final_sparsity` and `get_config()`.
+    """
+
+    @property
+    def final_sparsity(self):
+        raise NotImplementedError
+
+    def sparsity(self, step):
+        """Target sparsity (fraction of zeros) at `step`."""
+        raise NotImplementedError
+
+    def last_update_step(self, step):
+        """Latest step <= `step` at which masks are updated, or None."""
+        raise NotImplementedError
+
+    def should_update(self, step):
+        """Whether masks are recomputed right before training step `step`."""
+        return self.last_update_step(int(step)) == int(step)
+
+    def due_update(self, last_checked, step):
+        """The update step in (`last_checked`, `step`], if any is due.
+
+        With `steps_per_execution > 1` callbacks see only every N-th step; an
+        update that fell inside the skipped steps is applied late rather than
+        lost, so the final sparsity is still reached.
+        """
+        latest = self.last_update_step(int(step))
+        if latest is None or latest <= last_checked:
+            return None
+        return latest
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == (
+            other.get_config()
+        )
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolynomialDecay(SparsitySchedule):
+    """Gradual pruning schedule of Zhu & Gupta (2017).
+
+    `s_t = s_f + (s_i - s_f) * (1 - p) ** exponent` with
+    `p = clip((t - begin_step) / (end_step - begin_step), 0, 1)`. Masks are
+    updated at `begin_step`, every `frequency` steps after it, and always at
+    `end_step` so that the final sparsity is reached exactly.
+
+    Args:
+        initial_sparsity: sparsity at `begin_step`, in [0, 1).
+        final_sparsity: sparsity from `end_step` on, in [0, 1).
+        begin_step: first step at which masks are updated.
+        end_step: last step at which masks are updated (> `begin_step`).
+        frequency: steps between mask updates (>= 1).
+        exponent: the decay exponent (3 in the paper).
+    """
+
+    def __init__(
+        self,
+        initial_sparsity=0.0,
+        final_sparsity=0.9,
+        begin_step=0,
+        end_step=10_000,
+        frequency=100,
+        exponent=3.0,
+    ):
+        owner = "PolynomialDecay"
+        _check_sparsity("initial_sparsity", initial_sparsity, owner)
+        _check_sparsity("final_sparsity", final_sparsity, owner)
+        _check_step("begin_step", begin_step, owner)
+        _check_step("end_step", end_step, owner)
+        _check_step("frequency", frequency, owner, minimum=1)
+        if end_step <= begin_step:
+            raise ValueError(
+                f"{owner}: `end_step` ({end_step}) must be greater than "
+                f"`begin_step` ({begin_step})."
+            )
+        if not exponent > 0:
+            raise ValueError(f"{owner}: `exponent` must be > 0, got {exponent}.")
+        self.initial_sparsity = float(initial_sparsity)
+        self._final_sparsity = float(final_sparsity)
+        self.begin_step = begin_step
+        self.end_step = end_step
+        self.frequency = frequency
+        self.exponent = float(exponent)
+
+    @property
+    def final_sparsity(self):
+        return self._final_sparsity
+
+    def sparsity(self, step):
+        span = self.end_step - self.begin_step
+        progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
+        return self._final_sparsity + (
+            self.initial_sparsity - self._final_sparsity
+        ) * (1.0 - progress) ** self.exponent
+
+    def last_update_step(self, step):
+        if step < self.begin_step:
+            return None
+        if step >= self.end_step:
+            return self.end_step
+        periods = (step - self.begin_step) // self.frequency
+        return self.begin_step + periods * self.frequency
+
+    def get_config(self):
+        return {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self._final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+            "exponent": self.exponent,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantSparsity(SparsitySchedule):
+    """A fixed target, re-applied every `frequency` steps.
+
+    Args:
+        sparsity: the target, in [0, 1).
+        begin_step: first step at which masks are updated.
+        end_step: last step at which masks are updated, or -1 for no end.
+        frequency: steps between mask updates (>= 1).
+    """
+
+    def __init__(self, sparsity, begin_step=0, end_step=-1, frequency=100):
+        owner = "ConstantSparsity"
+        _check_sparsity("sparsity", sparsity, owner)
+        _check_step("begin_step", begin_step, owner)
+        _check_step("end_step", end_step, owner, minimum=-1)
+        _check_step("frequency", frequency, owner, minimum=1)
+        if end_step != -1 and end_step <= begin_step:
+            raise ValueError(
+                f"{owner}: `end_step` ({end_step}) must be greater than "
+                f"`begin_step` ({begin_step}), or -1 for no end."
+            )
+        self.target = float(sparsity)
+        self.begin_step = begin_step
+        self.end_step = end_step
+        self.frequency = frequency
+
+    @property
+    def final_sparsity(self):
+        return self.target
+
+    def sparsity(self, step):
+        return self.target
+
+    def last_update_step(self, step):
+        if step < self.begin_step:
+            return None
+        if self.end_step != -1 and step >= self.end_step:
+            return self.end_step
+        periods = (step - self.begin_step) // self.frequency
+        return self.begin_step + periods * self.frequency
+
+    def get_config(self):
+        return {
+            "sparsity": self.target,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class OneShot(SparsitySchedule):
+    """Prunes once, to `sparsity`, right before training step `step`.
+
+    Args:
+        sparsity: the target, in [0, 1).
+        step: the step at which the single mask update happens.
+    """
+
+    def __init__(self, sparsity, step=0):
+        _check_sparsity("sparsity", sparsity, "OneShot")
+        _check_step("step", step, "OneShot")
+        self.target = float(sparsity)
+        self.step = step
+
+    @property
+    def final_sparsity(self):
+        return self.target
+
+    def sparsity(self, step):
+        return self.target if step >= self.step else 0.0
+
+    def last_update_step(self, step):
+        return self.step if step >= self.step else None
+
+    def get_config(self):
+        return {"sparsity": self.target, "step": self.step}
+
+
+def get(identifier):
+    """Returns a schedule from an instance or a serialized config."""
+    if isinstance(identifier, SparsitySchedule):
+        return identifier
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    raise TypeError(
+        "Expected a sparsity schedule such as tfs.PolynomialDecay(...), got "
+        f"{identifier!r}."
+    )
