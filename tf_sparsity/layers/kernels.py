@@ -13,8 +13,8 @@ import keras
 _SUPPORTED = (
     (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
     (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.DepthwiseConv1D, ("depthwise_kernel",)),
-    (keras.layers.DepthwiseConv2D, ("depthwise_kernel",)),
+    (keras.layers.DepthwiseConv1D, ("kernel",)),
+    (keras.layers.DepthwiseConv2D, ("kernel",)),
     (keras.layers.Conv1DTranspose, ("kernel",)),
     (keras.layers.Conv2DTranspose, ("kernel",)),
     (keras.layers.Conv3DTranspose, ("kernel",)),

@@ -1,0 +1,48 @@
+"""Test set-up: backend selection, two logical CPU devices, markers.
+
+The suite runs twice (see README): with KERAS_BACKEND=tensorflow (everything)
+and with KERAS_BACKEND=jax (tests marked `core`).
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPUs for MirroredStrategy tests; must precede any TF op.
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration()] * 2,
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_tf = pytest.mark.skip(reason="needs the TensorFlow backend")
+    skip_other = pytest.mark.skip(reason=f"not a core test ({BACKEND} backend)")
+    for item in items:
+        if "tensorflow" in item.keywords and BACKEND != "tensorflow":
+            item.add_marker(skip_tf)
+        elif BACKEND != "tensorflow" and "core" not in item.keywords:
+            item.add_marker(skip_other)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

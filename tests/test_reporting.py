@@ -1,0 +1,414 @@
+"""Tests of `tf_sparsity.reporting`: result rows, report.md, plots, CLI."""
+
+import argparse
+import json
+import struct
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from tf_sparsity.reporting import cli  # noqa: E402
+from tf_sparsity.reporting import paper  # noqa: E402
+from tf_sparsity.reporting import report  # noqa: E402
+from tf_sparsity.reporting import rows as rows_lib  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_row(task="resnet50", method="magnitude", sparsity=0.9, seed=0, **kw):
+    row = {
+        "task": task,
+        "method": method,
+        "target_sparsity": sparsity,
+        "global_sparsity": sparsity,
+        "steps": 1000,
+        "wall_time_s": 12.5,
+        "seed": seed,
+    }
+    row.update(kw)
+    return row
+
+
+def write_result(directory, row):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "result.json").write_text(json.dumps(row))
+    return directory / "result.json"
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    """ResNet-50 runs: dense, and magnitude at 50% and 90%, three seeds."""
+    root = tmp_path / "results"
+    top1 = {
+        ("dense", 0.0): (0.76, 0.77, 0.78),
+        ("magnitude", 0.5): (0.75, 0.75, 0.75),
+        ("magnitude", 0.9): (0.70, 0.72, 0.74),
+    }
+    for (method, sparsity), values in top1.items():
+        for seed, value in enumerate(values):
+            row = make_row(
+                method=method,
+                sparsity=sparsity,
+                seed=seed,
+                top1=value,
+                global_sparsity=sparsity + 0.001 * seed,
+                run_id=f"{method}-{sparsity}-{seed}",
+            )
+            if method == "magnitude":
+                row["layers"] = [
+                    {
+                        "path": f"conv{i}",
+                        "kernel": "kernel",
+                        "size": 100,
+                        "nonzero": 100 - 10 * i,
+                        "sparsity": 0.1 * i,
+                    }
+                    for i in range(1, 6)
+                ]
+            write_result(root / f"{method}_{sparsity}_{seed}", row)
+    return root
+
+
+def markdown_table(text, heading):
+    """Parses the table under `heading` into {method: {column: cell}}."""
+    lines = text.splitlines()
+    start = lines.index(heading) + 2
+    header = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    table = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        table[cells[0]] = dict(zip(header[1:], cells[1:]))
+    return table
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog="tf-sparsity")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    cli.add_report_parser(subparsers)
+    cli.add_sweep_parser(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# Finding and reading rows.
+
+
+def test_load_rows_reads_all_row_files_and_skips_non_rows(tmp_path):
+    write_result(tmp_path / "a" / "run1", make_row(top1=0.7, extra={"k": 1}))
+    (tmp_path / "bench.json").write_text(
+        json.dumps([make_row(seed=1, top1=0.71), make_row(seed=2, top1=0.72)])
+    )
+    (tmp_path / "more.jsonl").write_text(
+        json.dumps(make_row(seed=3, top1=0.73))
+        + "\n\n"
+        + json.dumps(make_row(seed=4, top1=0.74))
+        + "\n"
+    )
+    # Clearly not rows: machine info without "task", and a sweep spec.
+    (tmp_path / "machine_info.json").write_text(json.dumps({"cpu": "x86"}))
+    (tmp_path / "spec.json").write_text(
+        json.dumps({"task": "resnet50", "methods": ["magnitude"]})
+    )
+    hidden = tmp_path / ".ipynb_checkpoints"
+    write_result(hidden, make_row(seed=9, top1=0.1))
+
+    rows = rows_lib.load_rows([tmp_path])
+
+    assert sorted(row["seed"] for row in rows) == [0, 1, 2, 3, 4]
+    first = next(row for row in rows if row["seed"] == 0)
+    assert first["extra"] == {"k": 1}  # Extra keys are kept.
+    assert first[rows_lib.SOURCE_KEY].endswith("run1/result.json")
+
+
+def test_identical_rows_count_once(tmp_path):
+    row = make_row(top1=0.7)
+    write_result(tmp_path / "run", row)
+    (tmp_path / "all.jsonl").write_text(json.dumps(row) + "\n")
+    assert len(rows_lib.load_rows([tmp_path])) == 1
+
+
+def test_missing_required_key_names_file_and_key(tmp_path):
+    row = make_row(top1=0.7)
+    del row["steps"]
+    path = write_result(tmp_path / "run", row)
+    with pytest.raises(ValueError) as error:
+        rows_lib.load_rows([tmp_path])
+    assert str(path) in str(error.value)
+    assert "missing required key 'steps'" in str(error.value)
+
+
+def test_result_json_without_task_is_an_error_not_skipped(tmp_path):
+    write_result(tmp_path / "run", {"top1": 0.7})
+    with pytest.raises(ValueError, match="missing required key 'task'"):
+        rows_lib.load_rows([tmp_path])
+
+
+def test_bad_jsonl_line_names_the_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(make_row(top1=0.7)) + "\n{not json\n")
+    with pytest.raises(ValueError, match=rf"{path.name}:2: invalid JSON"):
+        rows_lib.load_rows([path])
+
+
+def test_wrong_types_are_rejected(tmp_path):
+    path = write_result(tmp_path / "run", make_row(top1=0.7, sparsity=1.5))
+    with pytest.raises(ValueError, match="'target_sparsity'"):
+        rows_lib.load_rows([path])
+
+
+def test_missing_path_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no such file or directory"):
+        rows_lib.load_rows([tmp_path / "nope"])
+
+
+# Aggregation.
+
+
+def test_aggregate_mean_sample_std_and_count(results_dir):
+    cells = rows_lib.aggregate(rows_lib.load_rows([results_dir]))
+    by_key = {(cell.method, cell.target_sparsity): cell for cell in cells}
+    cell = by_key[("magnitude", 0.9)]
+    assert cell.metric == "top1"
+    assert cell.mean == pytest.approx(0.72)
+    assert cell.std == pytest.approx(0.02)  # Sample std of .70, .72, .74.
+    assert cell.count == 3
+    assert cell.seeds == (0, 1, 2)
+    assert cell.global_sparsity == pytest.approx(0.901)
+    assert by_key[("magnitude", 0.5)].std == pytest.approx(0.0)
+
+
+def test_main_metric_per_task_and_override():
+    rows = [
+        make_row(task="transformer", bleu=25.0, accuracy=0.6),
+        make_row(task="lenet5", accuracy=0.99, top5=1.0),
+    ]
+    metrics = {cell.task: cell.metric for cell in rows_lib.aggregate(rows)}
+    assert metrics == {"transformer": "bleu", "lenet5": "accuracy"}
+    cells = rows_lib.aggregate(rows, metric="top5")
+    # Tasks without an explicitly asked metric are left out.
+    assert [(cell.task, cell.mean) for cell in cells] == [("lenet5", 1.0)]
+
+
+def test_unknown_metric_is_an_error():
+    with pytest.raises(ValueError, match="unknown metric 'f1'.*top1"):
+        rows_lib.aggregate([make_row(top1=0.7)], metric="f1")
+
+
+# report.md and plots.
+
+
+def test_report_markdown_holds_means_and_stds(results_dir, tmp_path):
+    rows = rows_lib.load_rows([results_dir])
+    written = report.write_report(rows, tmp_path / "out")
+
+    assert written[0] == str(tmp_path / "out" / "report.md")
+    text = (tmp_path / "out" / "report.md").read_text()
+    table = markdown_table(text, "## resnet50: Top-1 accuracy (%)")
+    assert list(table) == ["dense", "magnitude"]
+    assert table["dense"]["0%"] == "77.00 ± 1.00 (3) @ 0.1%"
+    assert table["dense"]["90%"] == ""
+    assert table["magnitude"]["50%"] == "75.00 ± 0.00 (3) @ 50.1%"
+    assert table["magnitude"]["90%"] == "72.00 ± 2.00 (3) @ 90.1%"
+    assert "Published" not in text  # Only with paper=True.
+
+
+def test_report_uses_bleu_for_transformer_and_metric_override(tmp_path):
+    rows = [
+        make_row(task="transformer", seed=0, bleu=25.0, accuracy=0.60),
+        make_row(task="transformer", seed=1, bleu=27.0, accuracy=0.62),
+    ]
+    report.write_report(rows, tmp_path / "bleu")
+    table = markdown_table(
+        (tmp_path / "bleu" / "report.md").read_text(), "## transformer: BLEU"
+    )
+    assert table["magnitude"]["90%"] == "26.00 ± 1.41 (2) @ 90.0%"
+
+    report.write_report(rows, tmp_path / "acc", metric="accuracy")
+    table = markdown_table(
+        (tmp_path / "acc" / "report.md").read_text(),
+        "## transformer: Accuracy (%)",
+    )
+    assert table["magnitude"]["90%"] == "61.00 ± 1.41 (2) @ 90.0%"
+
+
+def test_frontier_pngs_are_valid(results_dir, tmp_path):
+    rows = rows_lib.load_rows([results_dir])
+    rows.append(make_row(task="lenet300", accuracy=0.97))
+    written = report.write_report(rows, tmp_path / "out")
+
+    for name in ("resnet50_frontier.png", "lenet300_frontier.png"):
+        path = tmp_path / "out" / name
+        assert str(path) in written
+        width, height = png_size(path)
+        assert width > 300 and height > 200
+        assert path.stat().st_size > 5000
+
+
+def test_frontier_plots_error_bars_at_achieved_sparsity(
+    results_dir, tmp_path, monkeypatch
+):
+    figures = capture_figures(monkeypatch)
+    report.write_report(rows_lib.load_rows([results_dir]), tmp_path / "out")
+
+    axes = figures[0].axes[0]
+    data_line, _, (bars,) = errorbar(axes, "magnitude").lines
+    assert list(data_line.get_xdata()) == pytest.approx([0.501, 0.901])
+    assert list(data_line.get_ydata()) == pytest.approx([75.0, 72.0])
+    # Error bars span mean ± std, in percent.
+    half_lengths = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    assert half_lengths == pytest.approx([0.0, 2.0])
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert labels == ["dense", "magnitude"]
+    assert axes.get_xlabel() == "Sparsity"
+
+
+def test_paper_overlay(results_dir, tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    report.write_report(
+        rows_lib.load_rows([results_dir]), tmp_path / "out", paper=True
+    )
+
+    axes = figures[0].axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    overlay = lines["paper: magnitude"]
+    assert overlay.get_markerfacecolor() == "none"  # Hollow markers.
+    assert list(overlay.get_xdata()) == [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
+    assert list(overlay.get_ydata()) == pytest.approx(
+        [76.53, 76.38, 75.58, 73.91, 70.59, 57.9]
+    )
+    assert "paper: dense" in lines
+    # Same colour as our own magnitude line.
+    own_line = errorbar(axes, "magnitude").lines[0]
+    assert overlay.get_color() == own_line.get_color()
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Published" in text and "| magnitude | 76.53 | 76.38 |" in text
+    assert "No published l0 result" in text
+
+
+def test_no_paper_overlay_for_other_tasks(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    rows = [make_row(task="lenet300", accuracy=0.97)]
+    report.write_report(rows, tmp_path / "out", paper=True)
+    labels = [line.get_label() for line in figures[0].axes[0].get_lines()]
+    assert not any(label.startswith("paper") for label in labels)
+
+
+def test_layers_chart_by_run_id_and_directory_name(results_dir, tmp_path):
+    rows = rows_lib.load_rows([results_dir])
+    written = report.write_report(
+        rows, tmp_path / "a", layers_run="magnitude-0.9-1"
+    )
+    path = tmp_path / "a" / "resnet50_magnitude_layers.png"
+    assert written[-1] == str(path)
+    assert png_size(path)[0] > 300
+
+    # The run's directory name works as its id too.
+    written = report.write_report(rows, tmp_path / "b", layers_run="magnitude_0.5_2")
+    assert written[-1].endswith("resnet50_magnitude_layers.png")
+
+
+def test_layers_chart_errors(results_dir, tmp_path):
+    rows = rows_lib.load_rows([results_dir])
+    with pytest.raises(ValueError, match="no result row has run id 'nope'"):
+        report.write_report(rows, tmp_path / "out", layers_run="nope")
+    assert not (tmp_path / "out").exists()  # Nothing half-written.
+    with pytest.raises(ValueError, match="no per-layer 'layers' list"):
+        report.write_report(rows, tmp_path / "out", layers_run="dense-0.0-0")
+
+
+def test_write_report_rejects_no_rows(tmp_path):
+    with pytest.raises(ValueError, match="no result rows"):
+        report.write_report([], tmp_path)
+
+
+# Published numbers.
+
+
+def test_published_numbers_in_row_units():
+    points = paper.published_points("resnet50")
+    assert points["magnitude"][0] == pytest.approx((0.5, 0.7653))
+    assert "l0" not in points  # Not published for ResNet-50.
+    mean, std, runs = paper.published_dense("resnet50")
+    assert mean == pytest.approx((0.7667 + 0.768 + 0.7659) / 3)
+    assert runs == 3
+    transformer = paper.published_points("transformer")
+    assert sorted(transformer) == [
+        "l0",
+        "magnitude",
+        "random",
+        "variational_dropout",
+    ]
+    assert all(len(points) == 7 for points in transformer.values())
+    assert transformer["l0"][0] == (0.5, 26.72)
+    assert paper.published_dense("transformer")[2] == 5
+    assert paper.published_points("lenet5") == {}
+
+
+# Command line.
+
+
+def test_cli_report(results_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli(
+        ["report", str(results_dir), "--out", str(out), "--paper"]
+        + ["--layers", "magnitude-0.9-0"]
+    )
+    assert code == 0
+    assert (out / "report.md").is_file()
+    assert (out / "resnet50_frontier.png").is_file()
+    assert (out / "resnet50_magnitude_layers.png").is_file()
+    assert "Read 9 result rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--metric", "f1"], "error: unknown metric 'f1'"),
+        (["--layers", "nope"], "error: no result row has run id 'nope'"),
+    ],
+)
+def test_cli_report_bad_input(results_dir, tmp_path, capsys, extra, message):
+    code = run_cli(["report", str(results_dir), "--out", str(tmp_path)] + extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1  # One line, no traceback.
+
+
+def test_cli_report_no_rows(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = run_cli(["report", str(tmp_path / "empty"), "--out", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: no result rows found")
+
+
+def errorbar(axes, label):
+    """The error-bar container plotted with `label`."""
+    (container,) = [c for c in axes.containers if c.get_label() == label]
+    return container
+
+
+def capture_figures(monkeypatch):
+    """Records every figure `report` saves, still writing the files."""
+    figures = []
+    original = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return figures
