@@ -39,6 +39,7 @@ class Block(layers.Layer):
         self.norm = layers.LayerNormalization(name="norm")
 
     def build(self, input_shape):
+        input_shape = tuple(input_shape)
         self.up.build(input_shape)
         self.down.build(input_shape[:-1] + (self.units * 2,))
         self.norm.build(input_shape[:-1] + (self.units,))

@@ -19,6 +19,14 @@ from tf_sparsity.reporting import rows as rows_lib  # noqa: E402
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    # Overrides conftest's Keras reset (about 0.3 s a test): nothing here
+    # touches Keras.
+    yield
+
+
+
 def make_row(task="resnet50", method="magnitude", sparsity=0.9, seed=0, **kw):
     row = {
         "task": task,
@@ -243,6 +251,13 @@ def test_report_uses_bleu_for_transformer_and_metric_override(tmp_path):
     )
     assert table["magnitude"]["90%"] == "61.00 ± 1.41 (2) @ 90.0%"
 
+    # Tasks without an explicitly asked metric are named, not tabled.
+    rows.append(make_row(task="lenet5", top1=0.9))
+    report.write_report(rows, tmp_path / "mixed", metric="accuracy")
+    text = (tmp_path / "mixed" / "report.md").read_text()
+    assert "No 'accuracy' in the rows of: lenet5." in text
+    assert "## lenet5" not in text
+
 
 def test_frontier_pngs_are_valid(results_dir, tmp_path):
     rows = rows_lib.load_rows([results_dir])
@@ -268,7 +283,7 @@ def test_frontier_plots_error_bars_at_achieved_sparsity(
     assert list(data_line.get_xdata()) == pytest.approx([0.501, 0.901])
     assert list(data_line.get_ydata()) == pytest.approx([75.0, 72.0])
     # Error bars span mean ± std, in percent.
-    half_lengths = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    half_lengths = [abs(b[1][1] - b[0][1]) / 2 for b in bars.get_segments()]
     assert half_lengths == pytest.approx([0.0, 2.0])
     labels = [text.get_text() for text in axes.get_legend().get_texts()]
     assert labels == ["dense", "magnitude"]
@@ -316,7 +331,9 @@ def test_layers_chart_by_run_id_and_directory_name(results_dir, tmp_path):
     assert png_size(path)[0] > 300
 
     # The run's directory name works as its id too.
-    written = report.write_report(rows, tmp_path / "b", layers_run="magnitude_0.5_2")
+    written = report.write_report(
+        rows, tmp_path / "b", layers_run="magnitude_0.5_2"
+    )
     assert written[-1].endswith("resnet50_magnitude_layers.png")
 
 

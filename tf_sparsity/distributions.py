@@ -234,11 +234,12 @@ class ERK(SparsityDistribution):
         ]
         reached = _global(infos, result)
         if abs(reached - target) > 1e-6 or max(result, default=0.0) >= 1.0:
-            kept = ", ".join(i.path for i in infos if id(i) in saturated)
+            kept = [i for i in infos if id(i) in saturated]
+            share = sum(i.size for i in kept) / max(total, 1)
             raise ValueError(
-                f"ERK cannot reach global sparsity {target} (at most "
-                f"{reached:.4f}): the layers at density 1 ({kept}) hold too "
-                "many of the model's sparsifiable weights."
+                f"ERK cannot reach global sparsity {target}: the layers at "
+                f"density 1 ({', '.join(i.path for i in kept)}) hold "
+                f"{share:.1%} of the model's sparsifiable weights."
             )
         return result
 

@@ -99,8 +99,8 @@ def add_sweep_parser(subparsers):
         const=_STDOUT,
         default=None,
         metavar="FILE",
-        help="print one command per line (to FILE, or stdout) instead of "
-        "running them",
+        help="print one command per line, to FILE or stdout, instead of "
+        "running them (with FILE, write --print=FILE or put it last)",
     )
     parser.set_defaults(func=sweep_command)
     return parser

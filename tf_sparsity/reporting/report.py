@@ -86,9 +86,11 @@ def write_report(rows, out_dir, metric=None, paper=False, layers_run=None):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report_path = out_dir / REPORT_FILENAME
-    report_path.write_text(
-        render_markdown(cells_by_task, len(rows), paper=paper), encoding="utf-8"
+    left_out = sorted({row["task"] for row in rows} - set(cells_by_task))
+    text = render_markdown(
+        cells_by_task, len(rows), paper=paper, left_out=(metric, left_out)
     )
+    report_path.write_text(text, encoding="utf-8")
     written = [report_path]
     for task, cells in cells_by_task.items():
         path = out_dir / f"{_safe_name(task)}_frontier.png"
@@ -102,13 +104,15 @@ def write_report(rows, out_dir, metric=None, paper=False, layers_run=None):
     return [str(path) for path in written]
 
 
-def render_markdown(cells_by_task, num_rows, paper=False):
+def render_markdown(cells_by_task, num_rows, paper=False, left_out=None):
     """Renders the markdown report.
 
     Args:
         cells_by_task: task -> list of `rows.Aggregate`.
         num_rows: how many result rows the report is made of.
         paper: whether to add the paper's table for the reference tasks.
+        left_out: optional (metric, tasks): tasks left out for lack of
+            the metric asked for.
 
     Returns:
         The markdown text.
@@ -120,6 +124,9 @@ def render_markdown(cells_by_task, num_rows, paper=False):
         "seeds, @ the mean achieved global sparsity. Columns are target "
         "sparsities.",
     ]
+    if left_out and left_out[1]:
+        metric, tasks = left_out
+        lines += ["", f"No '{metric}' in the rows of: {', '.join(tasks)}."]
     for task, cells in cells_by_task.items():
         metric = cells[0].metric
         targets = sorted({cell.target_sparsity for cell in cells})
@@ -256,8 +263,9 @@ def find_run(rows, run):
 
     Args:
         rows: result rows.
-        run: a row dict (returned as is), or a run id: the row's `run_id`,
-            or the name of the directory holding its `result.json`.
+        run: a row dict (checked, then returned), or a run id: the row's
+            `run_id`, or the name of the directory holding its
+            `result.json`.
 
     Returns:
         The row.
@@ -266,6 +274,7 @@ def find_run(rows, run):
         ValueError: when no row, or more than one row, matches.
     """
     if isinstance(run, dict):
+        rows_lib.validate_row(run, where="layers_run")
         return run
     matches = [row for row in rows if run in _run_ids(row)]
     if not matches:

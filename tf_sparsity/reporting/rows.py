@@ -43,8 +43,8 @@ DEFAULT_METRIC = "accuracy"
 SOURCE_KEY = "_source"
 RESULT_FILENAME = "result.json"
 
-# Target sparsities closer than this are the same grid point (JSON floats
-# written by different tools may differ in the last digits).
+# Target sparsities are rounded to this many decimals before grouping: JSON
+# floats written by different tools may differ in the last digits.
 _SPARSITY_DECIMALS = 6
 
 
@@ -230,6 +230,7 @@ def check_metric(rows, metric):
     present = sorted(
         {key for row in rows for key in row if has_metric(row, key)}
         - set(REQUIRED_KEYS)
+        - {"seed"}
     )
     raise ValueError(
         f"unknown metric '{metric}': no result row has it (metrics in the "
