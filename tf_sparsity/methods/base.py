@@ -32,6 +32,19 @@ class SparsityMethod:
         """The target the distribution spreads over layers, or None."""
         return None
 
+    @classmethod
+    def recipe(cls, target_sparsity, total_steps, **overrides):
+        """This method with sensible settings for a run of `total_steps`.
+
+        Used by the `tf-sparsity` commands to build a method from its name.
+
+        Args:
+            target_sparsity: the sparsity wanted at the end of training.
+            total_steps: the number of training steps of the run.
+            **overrides: constructor arguments that replace the defaults.
+        """
+        raise NotImplementedError(f"{cls.__name__} has no recipe.")
+
     def build(self, wrapper, attribute, kernel):
         """Creates the per-kernel variables of this method on `wrapper`.
 
@@ -78,7 +91,10 @@ class SparsityMethod:
         return hash(type(self).__name__)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        config = self.get_config()
+        if "schedule" in config:
+            config["schedule"] = self.schedule
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
@@ -110,6 +126,26 @@ class PruningMethod(SparsityMethod):
     @property
     def final_sparsity(self):
         return self.schedule.final_sparsity
+
+    @classmethod
+    def recipe(cls, target_sparsity, total_steps, **overrides):
+        """Zhu & Gupta's schedule placed as in the paper's ResNet-50 runs.
+
+        Pruning starts at 31% of training (step 40k of 128k), ends at 78%
+        (100k) and updates masks 30 times in between (every 2k steps),
+        unless `begin_step`, `end_step` or `frequency` are overridden.
+        """
+        begin = overrides.pop("begin_step", int(0.3125 * total_steps))
+        end = overrides.pop("end_step", max(int(0.78125 * total_steps), begin + 1))
+        frequency = overrides.pop("frequency", max((end - begin) // 30, 1))
+        schedule = schedules_lib.PolynomialDecay(
+            initial_sparsity=overrides.pop("initial_sparsity", 0.0),
+            final_sparsity=target_sparsity,
+            begin_step=begin,
+            end_step=end,
+            frequency=frequency,
+        )
+        return cls(schedule, **overrides)
 
     def build(self, wrapper, attribute, kernel):
         mask = wrapper.add_weight(

