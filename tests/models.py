@@ -44,8 +44,8 @@ class Block(layers.Layer):
         self.down.build(input_shape[:-1] + (self.units * 2,))
         self.norm.build(input_shape[:-1] + (self.units,))
 
-    def call(self, x):
-        return self.norm(self.down(self.up(x)))
+    def call(self, x, training=None):
+        return self.norm(self.down(self.up(x, training=training), training=training))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -64,12 +64,12 @@ class Subclassed(keras.Model):
         self.attention = layers.MultiHeadAttention(2, 4, name="attention")
         self.out = layers.Dense(2, name="out")
 
-    def call(self, x):
-        x = self.embed(x)
+    def call(self, x, training=None):
+        x = self.embed(x, training=training)
         for block in self.blocks:
-            x = block(x)
-        x = self.attention(x, x)
-        return self.out(x)
+            x = block(x, training=training)
+        x = self.attention(x, x, training=training)
+        return self.out(x, training=training)
 
     def get_config(self):
         return {

@@ -20,15 +20,20 @@ from tf_sparsity.distributions import Uniform
 from tf_sparsity.export import export_saved_model
 from tf_sparsity.layers import SparseWrapper
 from tf_sparsity.methods import REGISTRY as METHODS
+from tf_sparsity.methods import L0Regularization
 from tf_sparsity.methods import MagnitudePruning
 from tf_sparsity.methods import PruningMethod
 from tf_sparsity.methods import RandomPruning
+from tf_sparsity.methods import RegularizedMethod
 from tf_sparsity.methods import SparsityMethod
+from tf_sparsity.methods import VariationalDropout
+from tf_sparsity.methods.variational_dropout import set_threshold
 from tf_sparsity.saving import load
 from tf_sparsity.saving import save
 from tf_sparsity.schedules import ConstantSparsity
 from tf_sparsity.schedules import OneShot
 from tf_sparsity.schedules import PolynomialDecay
+from tf_sparsity.schedules import Ramp
 from tf_sparsity.schedules import SparsitySchedule
 from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity.sparsify import sparsify
@@ -36,6 +41,10 @@ from tf_sparsity.strip import strip
 from tf_sparsity.summary import LayerSparsity
 from tf_sparsity.summary import SparsityReport
 from tf_sparsity.summary import sparsity_summary
+from tf_sparsity import tuning
+from tf_sparsity.tuning import choose
+from tf_sparsity.tuning import sweep_threshold
+from tf_sparsity.tuning import sweep_weight
 from tf_sparsity.updater import update_masks
 
 __version__ = "0.1.0"

@@ -84,7 +84,9 @@ class SparsityCallback(keras.callbacks.Callback):
     def current_target(self, step):
         """The schedule's global target at `step` (first scheduled method)."""
         for group in self._updater.groups if self._updater else ():
-            return group.method.schedule.sparsity(step)
+            schedule = group.method.step_schedule
+            if hasattr(schedule, "sparsity"):
+                return schedule.sparsity(step)
         return None
 
     def _log(self, step):

@@ -34,20 +34,11 @@ def _check_step(name, value, owner, minimum=0):
         )
 
 
-class SparsitySchedule:
-    """Base class of sparsity schedules.
+class StepSchedule:
+    """Something updated on chosen training steps (masks, regularizer ramps).
 
-    Subclasses implement `sparsity(step)`, `last_update_step(step)`,
-    `final_sparsity` and `get_config()`.
+    Subclasses implement `last_update_step(step)` and `get_config()`.
     """
-
-    @property
-    def final_sparsity(self):
-        raise NotImplementedError
-
-    def sparsity(self, step):
-        """Target sparsity (fraction of zeros) at `step`."""
-        raise NotImplementedError
 
     def last_update_step(self, step):
         """Latest step <= `step` at which masks are updated, or None."""
@@ -87,6 +78,22 @@ class SparsitySchedule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+class SparsitySchedule(StepSchedule):
+    """Base class of sparsity schedules.
+
+    Subclasses implement `sparsity(step)`, `last_update_step(step)`,
+    `final_sparsity` and `get_config()`.
+    """
+
+    @property
+    def final_sparsity(self):
+        raise NotImplementedError
+
+    def sparsity(self, step):
+        """Target sparsity (fraction of zeros) at `step`."""
+        raise NotImplementedError
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -246,9 +253,73 @@ class OneShot(SparsitySchedule):
         return {"sparsity": self.target, "step": self.step}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Ramp(StepSchedule):
+    """A regularizer weight ramped from 0 to 1 between two steps.
+
+    "linear": `p = clip((t - begin) / (end - begin), 0, 1)`. "cubic":
+    `1 - (1 - p) ** 3`, the shape the paper's reference Transformer used for
+    its KL weight (it also smoothed the value with a 0.9 moving average,
+    which changes it by less than 10 steps' worth and is omitted here).
+    `end_step <= begin_step` means no ramp (full weight from step 0). The
+    value is refreshed `updates` times over the ramp, not every step.
+
+    Args:
+        begin_step: step where the weight starts rising from 0.
+        end_step: step where it reaches 1.
+        shape: "linear" or "cubic".
+        updates: how many times the value is refreshed during the ramp.
+    """
+
+    def __init__(self, begin_step=0, end_step=0, shape="linear", updates=200):
+        owner = "Ramp"
+        _check_step("begin_step", begin_step, owner)
+        _check_step("end_step", end_step, owner)
+        _check_step("updates", updates, owner, minimum=1)
+        if shape not in ("linear", "cubic"):
+            raise ValueError(f"{owner}: `shape` must be 'linear' or 'cubic', got {shape!r}.")
+        if end_step < begin_step:
+            raise ValueError(
+                f"{owner}: `end_step` ({end_step}) must not come before "
+                f"`begin_step` ({begin_step}); equal steps mean no ramp."
+            )
+        self.begin_step = begin_step
+        self.end_step = end_step
+        self.shape = shape
+        self.updates = updates
+
+    @property
+    def active(self):
+        return self.end_step > self.begin_step
+
+    def value(self, step):
+        if not self.active:
+            return 1.0
+        progress = min(max((step - self.begin_step) / (self.end_step - self.begin_step), 0.0), 1.0)
+        if self.shape == "cubic":
+            return 1.0 - (1.0 - progress) ** 3
+        return progress
+
+    def last_update_step(self, step):
+        if not self.active or step < self.begin_step:
+            return None
+        if step >= self.end_step:
+            return self.end_step
+        frequency = max((self.end_step - self.begin_step) // self.updates, 1)
+        return self.begin_step + (step - self.begin_step) // frequency * frequency
+
+    def get_config(self):
+        return {
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "shape": self.shape,
+            "updates": self.updates,
+        }
+
+
 def get(identifier):
     """Returns a schedule from an instance or a serialized config."""
-    if isinstance(identifier, SparsitySchedule):
+    if isinstance(identifier, StepSchedule):
         return identifier
     if isinstance(identifier, dict):
         return keras.saving.deserialize_keras_object(identifier)

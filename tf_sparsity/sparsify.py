@@ -102,6 +102,8 @@ def sparsify(model, method, distribution=None, layers=None):
         for info, target in zip(infos, sparsities)
         if info.selected and (target is None or target > 0.0)
     }
+    if isinstance(method, methods_lib.RegularizedMethod):
+        _check_training_reaches(model, targets, method)
 
     def wrap(layer, key_path, name_path):
         if id(layer) not in targets:
@@ -109,6 +111,32 @@ def sparsify(model, method, distribution=None, layers=None):
         return SparseWrapper(layer, method, target_sparsity=targets[id(layer)])
 
     return tree.transform(model, wrap, stop=is_sparse)
+
+
+def _check_training_reaches(model, targets, method):
+    """Noise-based methods need `training=True` to reach each wrapped layer.
+
+    Keras passes `training` only into layers whose `call` accepts it, and
+    only from there to their sublayers (Dropout has the same need).
+    """
+    parents = {}
+    for node in tree.walk(model):
+        parents.setdefault(id(node.layer), (node.owner, node.name_path))
+    for node in tree.walk(model):
+        if id(node.layer) not in targets:
+            continue
+        owner = node.owner
+        while owner is not None:
+            if not getattr(owner, "_call_has_training_arg", True):
+                raise ValueError(
+                    f"{type(method).__name__} needs `training=True` to reach "
+                    f"layer '{tree.path_string(node.name_path)}', but "
+                    f"'{owner.name}' ({type(owner).__name__}).call does not "
+                    "accept a `training` argument, so Keras never passes it "
+                    "on. Add `training=None` to that call signature and pass "
+                    "it to the sublayers."
+                )
+            owner = parents.get(id(owner), (None, None))[0]
 
 
 def _check_unbuilt(model):

@@ -17,6 +17,7 @@ from keras import ops
 
 from tf_sparsity import _backend
 from tf_sparsity import masks as mask_ops
+from tf_sparsity import methods as methods_lib
 from tf_sparsity import sparsify as sparsify_lib
 
 _CACHE_ATTRIBUTE = "_tf_sparsity_mask_updater"
@@ -48,6 +49,25 @@ class _Group:
         self.method = method
         self.entries = []
         self._compiled = None
+
+    def due_update(self, last_checked, step):
+        return self.method.step_schedule.due_update(last_checked, step)
+
+    def update(self, step):
+        raise NotImplementedError
+
+
+class _RampGroup(_Group):
+    """Kernels whose regularizer weight ramps up: refreshes the scale."""
+
+    def update(self, step):
+        value = self.method.ramp.value(step)
+        for entry in self.entries:
+            entry.wrapper.sparsity_variables[entry.attribute]["penalty_scale"].assign(value)
+
+
+class _MaskGroup(_Group):
+    """Kernels of one pruning method: recomputes their masks (XLA)."""
 
     def num_pruned(self, step):
         schedule = self.method.schedule
@@ -91,13 +111,18 @@ class MaskUpdater:
         self.wrappers = [w for _, w in sparsify_lib.sparse_layers(model)]
         self.groups = []
         for path, wrapper in sparsify_lib.sparse_layers(model):
-            if not wrapper.method.needs_mask_updates:
+            if not wrapper.method.requires_step_updates:
                 continue
             group = next(
                 (g for g in self.groups if g.method == wrapper.method), None
             )
             if group is None:
-                group = _Group(wrapper.method)
+                kind = (
+                    _MaskGroup
+                    if isinstance(wrapper.method, methods_lib.PruningMethod)
+                    else _RampGroup
+                )
+                group = kind(wrapper.method)
                 self.groups.append(group)
             for attribute in wrapper.kernel_attributes:
                 group.entries.append(_Entry(path, wrapper, attribute))
@@ -105,15 +130,14 @@ class MaskUpdater:
     def attach(self):
         """Marks every wrapper as driven by this updater (see SparseWrapper)."""
         for wrapper in self.wrappers:
-            wrapper._mask_updates_attached = True
+            wrapper._step_updates_attached = True
 
     def due_groups(self, last_checked, step):
         """Groups whose schedule has an update in (`last_checked`, `step`]."""
         return [
             (group, due)
             for group in self.groups
-            if (due := group.method.schedule.due_update(last_checked, step))
-            is not None
+            if (due := group.due_update(last_checked, step)) is not None
         ]
 
     def update(self, step, last_checked=None):

@@ -50,6 +50,12 @@ class SparseWrapper(keras.layers.Wrapper):
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.method = methods_lib.get(method)
+        method_reason = self.method.unsupported_reason(layer)
+        if method_reason is not None:
+            raise ValueError(
+                f"Cannot make layer '{layer.name}' ({type(layer).__name__}) "
+                f"sparse with {type(self.method).__name__}: {method_reason}."
+            )
         if target_sparsity is None:
             target_sparsity = self.method.final_sparsity
         if target_sparsity is not None and not 0.0 <= target_sparsity < 1.0:
@@ -62,7 +68,7 @@ class SparseWrapper(keras.layers.Wrapper):
         self.sparsity_variables = {}
         self.supports_masking = getattr(layer, "supports_masking", False)
         # Set by SparsityCallback / update_masks: see `call`.
-        self._mask_updates_attached = False
+        self._step_updates_attached = False
         if layer.built:
             self.build(_built_input_shape(layer))
 
@@ -84,32 +90,47 @@ class SparseWrapper(keras.layers.Wrapper):
     def call(self, inputs, training=None, **kwargs):
         if (
             training
-            and self.method.needs_mask_updates
-            and not self._mask_updates_attached
+            and self.method.requires_step_updates
+            and not self._step_updates_attached
         ):
             raise RuntimeError(
                 f"Sparse layer '{self.name}' is being trained, but nothing "
-                f"updates its masks, so it would train dense. Pass "
+                f"drives its {type(self.method).__name__} schedule (mask "
+                f"updates or regularizer ramp), so it would not become "
+                f"sparse as asked. Pass "
                 f"`callbacks=[tfs.SparsityCallback()]` to `model.fit`, or call "
                 f"`tfs.update_masks(model, step)` before each step of a custom "
                 f"training loop."
             )
         return self.method.call(self, inputs, training=training, **kwargs)
 
-    def call_with_kernels(self, inputs, kernels, training=None, **kwargs):
+    def call_with_kernels(
+        self, inputs, kernels, training=None, linear=False, **kwargs
+    ):
         """Calls the wrapped layer with its kernels temporarily replaced.
 
         Args:
             inputs: the layer inputs.
             kernels: dict mapping kernel attribute names to tensors.
             training: forwarded when the wrapped layer's call accepts it.
+            linear: "bias" skips the bias and the activation, "activation"
+                skips only the activation (what local reparameterization
+                needs); False runs the layer as is.
             **kwargs: forwarded to the wrapped layer.
         """
         if getattr(self.layer, "_call_has_training_arg", False):
             kwargs["training"] = training
-        originals = {name: getattr(self.layer, name) for name in kernels}
+        replaced = dict(kernels)
+        if linear:
+            replaced["activation"] = None
+        if linear == "bias":
+            replaced.update(bias=None, use_bias=False)
+        replaced = {
+            name: value for name, value in replaced.items() if hasattr(self.layer, name)
+        }
+        originals = {name: getattr(self.layer, name) for name in replaced}
         try:
-            for name, value in kernels.items():
+            for name, value in replaced.items():
                 # Bypass Keras's attribute tracking: this is not a new weight.
                 object.__setattr__(self.layer, name, value)
             return self.layer(inputs, **kwargs)

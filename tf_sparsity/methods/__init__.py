@@ -1,14 +1,19 @@
 """Sparsity methods, one per module, and their registry."""
 
 from tf_sparsity.methods.base import PruningMethod
+from tf_sparsity.methods.base import RegularizedMethod
 from tf_sparsity.methods.base import SparsityMethod
+from tf_sparsity.methods.l0 import L0Regularization
 from tf_sparsity.methods.magnitude import MagnitudePruning
 from tf_sparsity.methods.random_pruning import RandomPruning
+from tf_sparsity.methods.variational_dropout import VariationalDropout
 
 # Adding a method: one new module, one line here.
 REGISTRY = {
     MagnitudePruning.name: MagnitudePruning,
     RandomPruning.name: RandomPruning,
+    VariationalDropout.name: VariationalDropout,
+    L0Regularization.name: L0Regularization,
 }
 
 

@@ -7,6 +7,10 @@ and in inference (`training_kernel`, `inference_kernel`, or a whole custom
 (`compute_masks`, run by the mask updater on the steps the schedule chooses).
 """
 
+import math
+import random
+import zlib
+
 import keras
 from keras import ops
 
@@ -23,9 +27,22 @@ class SparsityMethod:
     """
 
     name = None
-    #: True when masks must be recomputed by the training loop (through
-    #: `tfs.SparsityCallback` or `tfs.update_masks`).
-    needs_mask_updates = False
+
+    @property
+    def requires_step_updates(self):
+        """True when training must drive this method step by step (masks,
+        regularizer ramps), through `tfs.SparsityCallback` or
+        `tfs.update_masks`."""
+        return self.step_schedule is not None
+
+    @property
+    def step_schedule(self):
+        """The `StepSchedule` of the updates the training loop must run."""
+        return None
+
+    def unsupported_reason(self, layer):
+        """Why this method cannot handle `layer` (a supported type), or None."""
+        return None
 
     @property
     def final_sparsity(self):
@@ -112,8 +129,6 @@ class PruningMethod(SparsityMethod):
             of weights wherever the scores are lowest.
     """
 
-    needs_mask_updates = True
-
     def __init__(self, schedule, scope="layer"):
         self.schedule = schedules_lib.get(schedule)
         if scope not in ("layer", "global"):
@@ -126,6 +141,10 @@ class PruningMethod(SparsityMethod):
     @property
     def final_sparsity(self):
         return self.schedule.final_sparsity
+
+    @property
+    def step_schedule(self):
+        return self.schedule
 
     @classmethod
     def recipe(cls, target_sparsity, total_steps, **overrides):
@@ -219,3 +238,87 @@ def pruned_first(scores, mask):
     weights pruned before are always among those pruned again.
     """
     return ops.where(ops.greater(mask, 0.5), scores, -1.0)
+
+
+class RegularizedMethod(SparsityMethod):
+    """A method that learns sparsity through a penalty added to the loss.
+
+    The penalty (a KL divergence, an expected L0 norm) is summed over the
+    kernel's weights, multiplied by `weight` and by a ramp that goes from 0 to
+    1 over a window of steps, and added to the loss with `add_loss` in
+    training. Noise is drawn from a per-kernel seed generator.
+
+    Args:
+        weight: the penalty's multiplier (e.g. 1 / number of training
+            examples, times a factor: the main knob for sparsity).
+        ramp: a `tfs.Ramp` (default: no ramp, full weight from the start).
+        seed: int seed of the noise; None picks one (recorded in the config).
+    """
+
+    def __init__(self, weight, ramp=None, seed=None):
+        owner = type(self).__name__
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TypeError(f"{owner}: the regularizer weight must be a number, got {weight!r}.")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"{owner}: the regularizer weight must be finite and >= 0, got {weight!r}."
+            )
+        self.weight = float(weight)
+        self.ramp = schedules_lib.get(ramp) if ramp is not None else schedules_lib.Ramp()
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        self.seed = int(seed)
+
+    @property
+    def step_schedule(self):
+        return self.ramp if self.ramp.active else None
+
+    def build(self, wrapper, attribute, kernel):
+        scale = wrapper.add_weight(
+            name=f"{attribute.lstrip('_')}_penalty_scale",
+            shape=(),
+            initializer=keras.initializers.Constant(self.ramp.value(0)),
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        # Seeded per kernel path, so that each kernel's noise is independent.
+        generator = keras.random.SeedGenerator(self.kernel_seed(kernel))
+        return {"penalty_scale": scale, "seed_generator": generator}
+
+    def kernel_seed(self, kernel):
+        """A seed for this kernel, from `seed` and the kernel's variable path."""
+        return (self.seed + zlib.crc32(kernel.path.encode())) % (2**31 - 1)
+
+    def penalty(self, wrapper, attribute, kernel):
+        """The penalty of one kernel before `weight` (a float32 scalar)."""
+        raise NotImplementedError
+
+    def extra_penalty(self, wrapper, attribute, kernel):
+        """Terms with their own weights (e.g. weight decay), or None."""
+        return None
+
+    def add_penalty(self, wrapper, attribute, kernel):
+        state = wrapper.sparsity_variables[attribute]
+        total = self.weight * ops.cast(self.penalty(wrapper, attribute, kernel), "float32")
+        extra = self.extra_penalty(wrapper, attribute, kernel)
+        if extra is not None:
+            total = total + extra
+        wrapper.add_loss(ops.cast(state["penalty_scale"], "float32") * total)
+
+    def call(self, wrapper, inputs, training=None, **kwargs):
+        if training:
+            for attribute in wrapper.kernel_attributes:
+                self.add_penalty(wrapper, attribute, wrapper.kernel(attribute))
+        return super().call(wrapper, inputs, training=training, **kwargs)
+
+    def get_config(self):
+        return {
+            "ramp": keras.saving.serialize_keras_object(self.ramp),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["ramp"] = schedules_lib.get(config["ramp"])
+        return cls(**config)

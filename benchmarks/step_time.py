@@ -1,0 +1,120 @@
+"""Training-step time of each sparsity method relative to dense.
+
+Dense and sparse models alternate in one process, in rounds of `--steps`
+steps each, so drifts of the machine hit both alike; the first round is a
+warm-up and excluded. The sparse runs include `tfs.SparsityCallback` and a
+mask update every `--frequency` steps, i.e. what training really costs; the
+median excludes the rare update steps, the mean includes them.
+
+    python benchmarks/step_time.py --models lenet300,cnn --methods magnitude,random
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+
+import tf_sparsity as tfs  # noqa: E402
+from benchmarks import common  # noqa: E402
+
+
+def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total_steps, steps):
+    keras.utils.set_random_seed(0)
+    model, input_shape, num_classes = common.build_model(model_name)
+    callbacks = [common.StepTimer()]
+    if method != "dense":
+        schedule = tfs.PolynomialDecay(
+            0.0, sparsity, begin_step=0, end_step=max(total_steps, frequency + 1), frequency=frequency
+        )
+        model = tfs.sparsify(model, tfs.METHODS[method].recipe(sparsity, total_steps, **_schedule_args(schedule)))
+        callbacks.insert(0, tfs.SparsityCallback())
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    x, y = common.random_batches(input_shape, num_classes, batch_size, steps)
+    return model, callbacks, x, y
+
+
+def _schedule_args(schedule):
+    config = schedule.get_config()
+    return {k: config[k] for k in ("begin_step", "end_step", "frequency")}
+
+
+def measure(args):
+    results = []
+    for model_name in args.models:
+        runs = {}
+        total_steps = args.steps * args.rounds
+        for method in ["dense"] + args.methods:
+            runs[method] = make(
+                model_name, method, args.sparsity, args.frequency, args.jit_compile, args.batch_size,
+                total_steps, args.steps,
+            )
+        for round_index in range(args.rounds + 1):
+            for method, (model, callbacks, x, y) in runs.items():
+                timer = callbacks[-1]
+                before = len(timer.times)
+                model.fit(
+                    x, y, batch_size=args.batch_size, epochs=1, steps_per_epoch=args.steps,
+                    verbose=0, callbacks=callbacks,
+                )
+                if round_index == 0:  # Warm-up (tracing, compilation).
+                    del timer.times[before:]
+        dense_times = runs["dense"][1][-1].times
+        dense_median = common.median(dense_times)
+        for method, (model, callbacks, _, _) in runs.items():
+            times = callbacks[-1].times
+            row = {
+                "model": model_name,
+                "method": method,
+                "batch_size": args.batch_size,
+                "jit_compile": args.jit_compile,
+                "steps_timed": len(times),
+                "median_step_s": common.median(times),
+                "mean_step_s": sum(times) / len(times),
+                "ratio_median": common.median(times) / dense_median,
+                "ratio_mean": (sum(times) / len(times)) / (sum(dense_times) / len(dense_times)),
+            }
+            if method != "dense":
+                row["global_sparsity"] = tfs.sparsity_summary(model, print_fn=None).global_sparsity
+            results.append(row)
+            print(
+                f"{model_name:10s} {method:20s} median {row['median_step_s'] * 1e3:8.3f} ms "
+                f"x{row['ratio_median']:.3f} (mean x{row['ratio_mean']:.3f})"
+            )
+    return results
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="lenet300,cnn", type=lambda s: s.split(","))
+    parser.add_argument("--methods", default="magnitude,random", type=lambda s: s.split(","))
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=200, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--frequency", type=int, default=100, help="mask update frequency")
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--jit_compile", type=int, default=1)
+    parser.add_argument("--name", default=None, help="results file name (default: derived)")
+    parser.add_argument("--no_write", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.jit_compile = bool(args.jit_compile)
+    results = measure(args)
+    payload = {"benchmark": "step_time", "machine": common.machine_info(), "args": vars(args), "results": results}
+    if not args.no_write:
+        name = args.name or f"step_time_{keras.backend.backend()}_{'xla' if args.jit_compile else 'noxla'}"
+        print("wrote", common.write_result(name, payload))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

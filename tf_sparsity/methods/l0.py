@@ -1,0 +1,155 @@
+"""L0 regularization with hard concrete gates (Louizos, Welling & Kingma, 2017)."""
+
+import math
+
+import keras
+from keras import ops
+
+from tf_sparsity.methods import base
+
+BETA = 2.0 / 3.0
+GAMMA = -0.1
+ZETA = 1.1
+
+
+def expected_nonzero(log_alpha, beta=BETA):
+    """Probability that each gate is non-zero: `sigmoid(log_alpha - beta * log(-gamma / zeta))`."""
+    return ops.sigmoid(log_alpha - beta * math.log(-GAMMA / ZETA))
+
+
+def deterministic_gates(log_alpha):
+    """Inference gates: `clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)`."""
+    return ops.clip(ops.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def sample_gates(log_alpha, seed, beta=BETA):
+    """One hard concrete sample per gate (training)."""
+    u = keras.random.uniform(ops.shape(log_alpha), minval=1e-6, maxval=1.0 - 1e-6, dtype=log_alpha.dtype, seed=seed)
+    s = ops.sigmoid((ops.log(u) - ops.log(1.0 - u) + log_alpha) / beta)
+    return ops.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package=base.PACKAGE)
+class L0Regularization(base.RegularizedMethod):
+    """L0 regularization: every weight multiplied by a learned hard concrete gate.
+
+    Gates have parameters `log_alpha`, initialised from `N(log_alpha_init,
+    0.01)` (2.197: keep probability 0.9). In training each weight is `theta *
+    z`, with one gate sample `z` per weight per step; the expected number of
+    non-zero gates (summed), times `l0_weight` times the ramp, is added to the
+    loss, plus optionally `weight_decay / 2` times the expected squared L2
+    norm. In inference `z = clip(sigmoid(log_alpha)(zeta - gamma) + gamma, 0,
+    1)` (deterministic, possibly fractional) and a weight is pruned where
+    `z == 0`.
+
+    Gates move slowly with Adam (about `lr` per step, and a gate closes only
+    once `log_alpha` falls below about -2.4): `gate_lr_multiplier` stores
+    `log_alpha / m` and uses `m * variable`, which multiplies the gates'
+    effective Adam learning rate by `m` (by `m**2` with SGD).
+
+    Args:
+        l0_weight: multiplier of the expected L0 norm (e.g. 1 / N_train).
+        log_alpha_init: mean of the initial `log_alpha`.
+        beta: temperature of the hard concrete distribution (2/3).
+        weight_decay: weight of the expected-L2 term (0: off).
+        gate_lr_multiplier: see above (1: off).
+        ramp: a `tfs.Ramp` for the penalty weight.
+        seed: gate-noise seed.
+    """
+
+    name = "l0"
+
+    def __init__(
+        self,
+        l0_weight,
+        log_alpha_init=2.197,
+        beta=BETA,
+        weight_decay=0.0,
+        gate_lr_multiplier=1.0,
+        ramp=None,
+        seed=None,
+    ):
+        super().__init__(l0_weight, ramp=ramp, seed=seed)
+        if not beta > 0:
+            raise ValueError(f"L0Regularization: `beta` must be > 0, got {beta!r}.")
+        if not weight_decay >= 0:
+            raise ValueError(f"L0Regularization: `weight_decay` must be >= 0, got {weight_decay!r}.")
+        if not gate_lr_multiplier > 0:
+            raise ValueError(
+                f"L0Regularization: `gate_lr_multiplier` must be > 0, got {gate_lr_multiplier!r}."
+            )
+        self.log_alpha_init = float(log_alpha_init)
+        self.beta = float(beta)
+        self.weight_decay = float(weight_decay)
+        self.gate_lr_multiplier = float(gate_lr_multiplier)
+
+    @property
+    def l0_weight(self):
+        return self.weight
+
+    @classmethod
+    def recipe(cls, target_sparsity, total_steps, **overrides):
+        """L0 with a linear ramp over the first 40% of training.
+
+        `l0_weight` is the knob: pass it, or `num_examples` to get
+        `1 / num_examples`. `gate_lr_multiplier` defaults to 10 so that gates
+        move within short runs. `target_sparsity` is recorded only.
+        """
+        num_examples = overrides.pop("num_examples", None)
+        if "l0_weight" not in overrides:
+            if num_examples is None:
+                raise ValueError(
+                    "L0Regularization needs `l0_weight` (e.g. 1 / number of "
+                    "training examples) or `num_examples`."
+                )
+            overrides["l0_weight"] = 1.0 / num_examples
+        overrides.setdefault("gate_lr_multiplier", 10.0)
+        overrides.setdefault("ramp", base.schedules_lib.Ramp(0, max(int(0.4 * total_steps), 1)))
+        return cls(**overrides)
+
+    def build(self, wrapper, attribute, kernel):
+        state = super().build(wrapper, attribute, kernel)
+        scale = self.gate_lr_multiplier
+        state["log_alpha"] = wrapper.add_weight(
+            name=f"{attribute.lstrip('_')}_log_alpha",
+            shape=kernel.shape,
+            dtype="float32",
+            initializer=keras.initializers.RandomNormal(
+                self.log_alpha_init / scale, 0.01 / scale, seed=self.kernel_seed(kernel)
+            ),
+            trainable=True,
+        )
+        return state
+
+    def log_alpha(self, wrapper, attribute):
+        return ops.convert_to_tensor(wrapper.sparsity_variables[attribute]["log_alpha"]) * self.gate_lr_multiplier
+
+    def training_kernel(self, wrapper, attribute, kernel):
+        state = wrapper.sparsity_variables[attribute]
+        gates = sample_gates(self.log_alpha(wrapper, attribute), state["seed_generator"], self.beta)
+        return kernel * ops.cast(gates, kernel.dtype)
+
+    def inference_kernel(self, wrapper, attribute, kernel):
+        gates = deterministic_gates(self.log_alpha(wrapper, attribute))
+        return kernel * ops.cast(gates, kernel.dtype)
+
+    def penalty(self, wrapper, attribute, kernel):
+        return ops.sum(expected_nonzero(self.log_alpha(wrapper, attribute), self.beta))
+
+    def extra_penalty(self, wrapper, attribute, kernel):
+        if not self.weight_decay:
+            return None
+        p_nonzero = expected_nonzero(self.log_alpha(wrapper, attribute), self.beta)
+        # Louizos et al.: the L2 term weighted by each gate's keep probability.
+        theta = ops.cast(kernel, "float32")
+        return 0.5 * self.weight_decay * ops.sum(p_nonzero * ops.square(theta))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "l0_weight": self.weight,
+            "log_alpha_init": self.log_alpha_init,
+            "beta": self.beta,
+            "weight_decay": self.weight_decay,
+            "gate_lr_multiplier": self.gate_lr_multiplier,
+        }
