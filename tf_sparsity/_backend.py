@@ -49,3 +49,36 @@ def require_tensorflow(feature):
             "with `pip install tensorflow` (the JAX backend can still train "
             "and strip sparse models without it)."
         ) from error
+
+
+def _tensorflow_seed(seed_generator):
+    tf = require_tensorflow("random noise")
+    seed = seed_generator.next()
+    return tf.cast(tf.math.floormod(seed, 2**31 - 2), "int32")
+
+
+def random_uniform(shape, seed_generator, dtype="float32", minval=0.0, maxval=1.0):
+    """`keras.random.uniform` drawing from a `SeedGenerator`, fast under XLA.
+
+    On TensorFlow, Keras lets `stateless_uniform` auto-select its algorithm,
+    which with a traced seed under `jit_compile=True` on CPU was measured
+    here at ~90 ms for 235k numbers (50x slower than Philox); the Philox
+    algorithm is asked for explicitly instead.
+    """
+    if backend_name() == "tensorflow" and isinstance(seed_generator, keras.random.SeedGenerator):
+        tf = require_tensorflow("random noise")
+        return tf.random.stateless_uniform(
+            shape, seed=_tensorflow_seed(seed_generator), minval=minval,
+            maxval=maxval, dtype=dtype, alg="philox",
+        )
+    return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=dtype, seed=seed_generator)
+
+
+def random_normal(shape, seed_generator, dtype="float32"):
+    """`keras.random.normal` drawing from a `SeedGenerator` (see `random_uniform`)."""
+    if backend_name() == "tensorflow" and isinstance(seed_generator, keras.random.SeedGenerator):
+        tf = require_tensorflow("random noise")
+        return tf.random.stateless_normal(
+            shape, seed=_tensorflow_seed(seed_generator), dtype=dtype, alg="philox"
+        )
+    return keras.random.normal(shape, dtype=dtype, seed=seed_generator)

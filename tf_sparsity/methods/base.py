@@ -50,7 +50,7 @@ class SparsityMethod:
         return None
 
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, **overrides):
+    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
         """This method with sensible settings for a run of `total_steps`.
 
         Used by the `tf-sparsity` commands to build a method from its name.
@@ -58,6 +58,8 @@ class SparsityMethod:
         Args:
             target_sparsity: the sparsity wanted at the end of training.
             total_steps: the number of training steps of the run.
+            num_examples: size of the training set (regularizer weights are
+                usually set relative to it).
             **overrides: constructor arguments that replace the defaults.
         """
         raise NotImplementedError(f"{cls.__name__} has no recipe.")
@@ -147,7 +149,7 @@ class PruningMethod(SparsityMethod):
         return self.schedule
 
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, **overrides):
+    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
         """Zhu & Gupta's schedule placed as in the paper's ResNet-50 runs.
 
         Pruning starts at 31% of training (step 40k of 128k), ends at 78%

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_sparsity import _backend
 from tf_sparsity.methods import base
 
 BETA = 2.0 / 3.0
@@ -24,7 +25,9 @@ def deterministic_gates(log_alpha):
 
 def sample_gates(log_alpha, seed, beta=BETA):
     """One hard concrete sample per gate (training)."""
-    u = keras.random.uniform(ops.shape(log_alpha), minval=1e-6, maxval=1.0 - 1e-6, dtype=log_alpha.dtype, seed=seed)
+    u = _backend.random_uniform(
+        ops.shape(log_alpha), seed, dtype=log_alpha.dtype, minval=1e-6, maxval=1.0 - 1e-6
+    )
     s = ops.sigmoid((ops.log(u) - ops.log(1.0 - u) + log_alpha) / beta)
     return ops.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
@@ -88,14 +91,13 @@ class L0Regularization(base.RegularizedMethod):
         return self.weight
 
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, **overrides):
+    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
         """L0 with a linear ramp over the first 40% of training.
 
         `l0_weight` is the knob: pass it, or `num_examples` to get
         `1 / num_examples`. `gate_lr_multiplier` defaults to 10 so that gates
         move within short runs. `target_sparsity` is recorded only.
         """
-        num_examples = overrides.pop("num_examples", None)
         if "l0_weight" not in overrides:
             if num_examples is None:
                 raise ValueError(

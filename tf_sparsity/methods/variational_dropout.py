@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_sparsity import _backend
 from tf_sparsity.methods import base
 
 # Molchanov et al.'s fit of the KL divergence to the log-uniform prior.
@@ -82,14 +83,13 @@ class VariationalDropout(base.RegularizedMethod):
         return self.weight
 
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, **overrides):
+    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
         """VD with a linear KL ramp over the first 40% of training.
 
         `kl_weight` is the knob (there is no direct target): pass it, or
         `num_examples` to get `0.1 / num_examples`, a setting that gave ~90%
         sparsity on small MLPs here. `target_sparsity` is recorded only.
         """
-        num_examples = overrides.pop("num_examples", None)
         if "kl_weight" not in overrides:
             if num_examples is None:
                 raise ValueError(
@@ -130,7 +130,7 @@ class VariationalDropout(base.RegularizedMethod):
         state = wrapper.sparsity_variables[attribute]
         alpha = log_alpha(kernel, ops.cast(state["log_sigma2"], kernel.dtype))
         keep = ops.less(alpha, ops.cast(state["threshold"], alpha.dtype))
-        return ops.where(keep, kernel, ops.zeros_like(kernel))
+        return ops.multiply(kernel, ops.cast(keep, kernel.dtype))
 
     def penalty(self, wrapper, attribute, kernel):
         state = wrapper.sparsity_variables[attribute]
@@ -145,7 +145,7 @@ class VariationalDropout(base.RegularizedMethod):
         (attribute,) = wrapper.kernel_attributes
         self.add_penalty(wrapper, attribute, wrapper.kernel(attribute))
         state = wrapper.sparsity_variables[attribute]
-        theta = ops.convert_to_tensor(wrapper.kernel(attribute))
+        theta = wrapper.kernel(attribute)
         log_sigma2 = ops.cast(state["log_sigma2"], theta.dtype)
         if self.clip_alpha is not None:
             # Clip log_alpha, then recover the variance it implies.
@@ -154,7 +154,7 @@ class VariationalDropout(base.RegularizedMethod):
             )
         seed = state["seed_generator"]
         if isinstance(wrapper.layer, keras.layers.Embedding):
-            noise = keras.random.normal(ops.shape(theta), dtype=theta.dtype, seed=seed)
+            noise = _backend.random_normal(ops.shape(theta), seed, dtype=theta.dtype)
             sampled = theta + ops.exp(0.5 * log_sigma2) * noise
             return wrapper.call_with_kernels(inputs, {attribute: sampled}, training=training, **kwargs)
         mean = wrapper.call_with_kernels(
@@ -166,7 +166,7 @@ class VariationalDropout(base.RegularizedMethod):
         noise_shape = list(ops.shape(mean))
         if len(inputs.shape) == 3:
             noise_shape[1] = 1  # One draw per sequence, shared over positions.
-        noise = keras.random.normal(tuple(noise_shape), dtype=mean.dtype, seed=seed)
+        noise = _backend.random_normal(tuple(noise_shape), seed, dtype=mean.dtype)
         outputs = mean + ops.sqrt(variance + EPSILON) * noise
         activation = getattr(wrapper.layer, "activation", None)
         return activation(outputs) if activation is not None else outputs
