@@ -26,10 +26,13 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
     model, input_shape, num_classes = common.build_model(model_name)
     callbacks = [common.StepTimer()]
     if method != "dense":
-        schedule = tfs.PolynomialDecay(
-            0.0, sparsity, begin_step=0, end_step=max(total_steps, frequency + 1), frequency=frequency
-        )
-        model = tfs.sparsify(model, tfs.METHODS[method].recipe(sparsity, total_steps, **_schedule_args(schedule)))
+        method_class = tfs.METHODS[method]
+        if issubclass(method_class, tfs.PruningMethod):
+            # Prune from the first step, updating every `frequency` steps.
+            settings = dict(begin_step=0, end_step=max(total_steps, frequency + 1), frequency=frequency)
+        else:
+            settings = dict(num_examples=batch_size * steps)
+        model = tfs.sparsify(model, method_class.recipe(sparsity, total_steps, **settings))
         callbacks.insert(0, tfs.SparsityCallback())
     model.compile(
         keras.optimizers.SGD(0.01, momentum=0.9),
@@ -38,11 +41,6 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
     )
     x, y = common.random_batches(input_shape, num_classes, batch_size, steps)
     return model, callbacks, x, y
-
-
-def _schedule_args(schedule):
-    config = schedule.get_config()
-    return {k: config[k] for k in ("begin_step", "end_step", "frequency")}
 
 
 def measure(args):
