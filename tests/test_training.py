@@ -61,9 +61,9 @@ def test_masks_are_computed_only_on_scheduled_steps(rng, monkeypatch):
     sparse = tfs.sparsify(models.sequential(), tfs.MagnitudePruning(schedule))
     compile_model(sparse)
     calls = []
-    original = updater_lib._Group.update
+    original = updater_lib._MaskGroup.update
     monkeypatch.setattr(
-        updater_lib._Group, "update", lambda self, step: (calls.append(step), original(self, step))
+        updater_lib._MaskGroup, "update", lambda self, step: (calls.append(step), original(self, step))
     )
     sparse.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[tfs.SparsityCallback()])
     assert calls == [3, 8, 13, 18, 20]

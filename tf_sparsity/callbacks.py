@@ -10,6 +10,17 @@ from tf_sparsity import summary as summary_lib
 from tf_sparsity import updater as updater_lib
 
 
+def _sync_training_state(callback):
+    """Makes the model's variables hold the trainer's current state.
+
+    The JAX trainer keeps state outside the variables during `fit`; reading
+    `callback.model` copies it back and makes the next step re-read the
+    variables, so mask assignments take effect. Done only on update steps,
+    since each sync costs a copy.
+    """
+    return callback.model
+
+
 class SparsityCallback(keras.callbacks.Callback):
     """Updates masks on schedule and logs sparsity while `model.fit` runs.
 
@@ -59,7 +70,7 @@ class SparsityCallback(keras.callbacks.Callback):
             self._last_checked = self._step - 1
         due = self._updater.due_groups(self._last_checked, self._step)
         if due:
-            self.model  # On JAX this syncs the trainer's state into variables.
+            _sync_training_state(self)
             for group, due_step in due:
                 group.update(due_step)
             self._log(self._step)

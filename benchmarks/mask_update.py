@@ -1,0 +1,86 @@
+"""Cost of one mask update vs tensor size: ours vs tfmot's.
+
+Ours: the compiled (XLA) exact top-k update of `tfs.update_masks`, on one
+Dense kernel of N weights, timed end to end (reading the kernel, computing,
+assigning the mask). tfmot's: `Pruning.conditional_mask_update` on a tensor of
+N weights (run in its own process, see `tfmot_peer.py`). The amortized cost is
+the update time divided by the steps between updates.
+
+    python benchmarks/mask_update.py --sizes 1e4,1e5,1e6,1e7,2.5e7
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+import tf_sparsity as tfs  # noqa: E402
+from benchmarks import common  # noqa: E402
+from tf_sparsity import updater as updater_lib  # noqa: E402
+
+
+def ours(size, repeats):
+    columns = 1000 if size >= 1000 else size
+    dense = keras.layers.Dense(columns)
+    dense.build((None, size // columns))
+    schedule = tfs.ConstantSparsity(0.9, frequency=1)
+    wrapper = tfs.SparseWrapper(dense, tfs.MagnitudePruning(schedule))
+    model = keras.Sequential([keras.Input((size // columns,)), wrapper])
+    updater = updater_lib.get_updater(model)
+    group = updater.groups[0]
+    group.update(0)  # Compile.
+    times = []
+    for step in range(1, repeats + 1):
+        start = time.perf_counter()
+        group.update(step)
+        ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"][0, 0])
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def tfmot(sizes, repeats):
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
+    result = subprocess.run(
+        [sys.executable, peer, "mask_update", "--sizes", ",".join(map(str, sizes)), "--repeats", str(repeats)],
+        capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+    )
+    if result.returncode != 0:
+        print("tfmot peer failed:", result.stderr[-2000:], file=sys.stderr)
+        return {}
+    return {row["size"]: row["median_s"] for row in json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1e4,1e5,1e6,1e7,2.5e7", type=lambda s: [int(float(v)) for v in s.split(",")])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frequency", type=int, default=2000, help="steps between updates (paper: 2000)")
+    parser.add_argument("--step_time_s", type=float, default=None, help="a training step's time, for the amortized fraction")
+    parser.add_argument("--no_tfmot", action="store_true")
+    parser.add_argument("--no_write", action="store_true")
+    args = parser.parse_args(argv)
+    peer = {} if args.no_tfmot or keras.backend.backend() != "tensorflow" else tfmot(args.sizes, args.repeats)
+    rows = []
+    for size in args.sizes:
+        row = {"size": size, "tf_sparsity_s": ours(size, args.repeats), "tfmot_s": peer.get(size)}
+        if args.step_time_s:
+            row["amortized_fraction"] = row["tf_sparsity_s"] / (args.frequency * args.step_time_s)
+        rows.append(row)
+        tfmot_text = f"{row['tfmot_s'] * 1e3:9.2f} ms" if row["tfmot_s"] else "      n/a"
+        print(f"{size:>12,d} weights: ours {row['tf_sparsity_s'] * 1e3:9.2f} ms  tfmot {tfmot_text}")
+    payload = {"benchmark": "mask_update", "machine": common.machine_info(), "args": vars(args), "results": rows}
+    if not args.no_write:
+        print("wrote", common.write_result(f"mask_update_{keras.backend.backend()}", payload))
+    return payload
+
+
+if __name__ == "__main__":
+    main()
