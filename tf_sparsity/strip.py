@@ -104,4 +104,6 @@ def copy_weights(source, target, fold):
                     f"Cannot copy weights into layer '{other.name}': variable "
                     f"'{name}' has no counterpart in '{layer.name}'."
                 )
-            variable.assign(ops.convert_to_tensor(values[name]))
+            # A host copy: sharing the device buffer would let one model's
+            # jitted step (which donates its buffers on JAX) delete the other's.
+            variable.assign(ops.convert_to_numpy(values[name]))
