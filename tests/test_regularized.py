@@ -247,3 +247,13 @@ def test_regularized_methods_need_training_to_reach_the_layer():
         tfs.sparsify(model, vd())
     # Pruning does not depend on the training flag.
     tfs.sparsify(model, tfs.MagnitudePruning(tfs.OneShot(0.5)))
+
+
+def test_vd_noise_is_shared_across_sequence_positions_for_dense_layers():
+    x = np.repeat(np.random.default_rng(0).normal(size=(4, 1, 6)).astype("float32"), 5, axis=1)
+    for layer, shared in ((layers.EinsumDense("btd,de->bte", (None, 3)), True), (layers.Conv1D(3, 1), False)):
+        layer(x)
+        wrapper = tfs.SparseWrapper(layer, vd(log_sigma2_init=0.0))
+        out = ops.convert_to_numpy(wrapper(x, training=True))
+        same = np.allclose(out[:, :1], out, atol=1e-6)
+        assert same == shared, type(layer).__name__

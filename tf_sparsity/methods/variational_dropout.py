@@ -39,8 +39,9 @@ class VariationalDropout(base.RegularizedMethod):
     - log(theta^2 + 1e-8)` is clipped to `[-clip_alpha, clip_alpha]` in
     training. Training uses the local reparameterization trick: outputs are
     `mean + std * eps` with `mean = x . theta` and `std = sqrt(x^2 . sigma^2
-    + 1e-8)` (for inputs of rank 3, the noise is shared across the sequence
-    axis, as in the reference Transformer); Embedding samples its weights
+    + 1e-8)` (for Dense and EinsumDense on inputs of rank 3, the noise is
+    shared across the sequence axis, as in the reference Transformer;
+    convolutions draw it per position); Embedding samples its weights
     (`theta + sigma * eps`). The KL term (Molchanov's approximation, summed
     over weights) times `kl_weight` times the ramp is added to the loss. In
     inference a weight is `theta` where `log_alpha < threshold` and zero
@@ -164,7 +165,9 @@ class VariationalDropout(base.RegularizedMethod):
             ops.square(inputs), {attribute: ops.exp(log_sigma2)}, training=training, linear="bias", **kwargs
         )
         noise_shape = list(ops.shape(mean))
-        if len(inputs.shape) == 3:
+        if len(inputs.shape) == 3 and isinstance(
+            wrapper.layer, (keras.layers.Dense, keras.layers.EinsumDense)
+        ):
             noise_shape[1] = 1  # One draw per sequence, shared over positions.
         noise = _backend.random_normal(tuple(noise_shape), seed, dtype=mean.dtype)
         outputs = mean + ops.sqrt(variance + EPSILON) * noise
