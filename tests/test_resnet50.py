@@ -152,6 +152,19 @@ def test_methods_are_built_from_their_recipes():
     assert method.get_config()["seed"] == 3
 
 
+def test_paper_presets_build_variational_dropout_and_l0():
+    vd = train.make_method(configs.make_config("variational_dropout_90"), 1_281_167)
+    assert isinstance(vd, tfs.VariationalDropout)
+    # variational_dropout_0.9_20000_68000_7.80538368534e-08_0.0
+    assert vd.kl_weight == pytest.approx(7.80538368534e-08)
+    assert (vd.threshold, vd.log_sigma2_init) == (0.5, -15.0)
+    assert (vd.ramp.begin_step, vd.ramp.end_step) == (20_000, 68_000)
+    l0 = train.make_method(configs.make_config("l0_90"), 1_281_167)
+    assert isinstance(l0, tfs.L0Regularization)
+    with pytest.raises(ValueError, match="frequency is for pruning methods"):
+        train.make_method(configs.make_config("l0_90", {"frequency": 10}), 1_281_167)
+
+
 def test_values_parse_from_text():
     assert configs.parse_value("blocks", "1,2,3,4") == (1, 2, 3, 4)
     assert configs.parse_value("synthetic_data", "true") is True
@@ -206,6 +219,21 @@ def test_training_on_mocked_imagenet_through_tfds(tmp_path):
     assert result.row["dataset"] == "imagenet2012" and result.row["steps"] == 2
     assert 0.0 <= result.row["top1"] <= result.row["top5"] <= 1.0
     assert result.model.output_shape == (None, 1000)
+
+
+@pytest.mark.slow
+def test_variational_dropout_trains_the_tiny_resnet(tmp_path):
+    # L0 takes the same path (a regularized method with a penalty ramp).
+    method = "variational_dropout"
+    config = configs.make_config(
+        "tiny", {"method": method, "sparsity": 0.9, "steps": 4, "checkpoint_every": 2,
+                 "eval_steps": 1, "export": False},
+    )
+    result = train.run(config, str(tmp_path), verbose=0, print_fn=lambda *a: None)
+    assert result.row["steps"] == 4 and result.row["method"] == method
+    assert 0.0 <= result.row["global_sparsity"] <= 1.0
+    assert np.isfinite(result.row["eval_loss"])
+    assert len(tfs.sparse_layers(result.model)) == 18
 
 
 # One clear error line for bad values.

@@ -21,11 +21,13 @@ def test_full_width_resnet50_trains_with_each_method(method):
     overrides = {"method": method, "image_size": 32, "steps": 2, "batch_size": 2,
                  "synthetic_data": True, "jit_compile": False}
     if method != "dense":
-        # One mask update, to the target, at step 1 (each update of the 54
-        # kernels is a full sort of 25M weights: seconds on a CPU).
+        # One mask update, to the target, at step 1. Global scope (one
+        # ranking of all 25M weights) because compiling a per-layer update
+        # of 54 kernels takes over a minute on a CPU; the tiny runs cover
+        # per-layer pruning.
         overrides.update(
             sparsity=SPARSITY, begin_step=1, end_step=2, frequency=1,
-            method_args={"initial_sparsity": SPARSITY},
+            method_args={"initial_sparsity": SPARSITY, "scope": "global"},
         )
     config = configs.make_config(overrides=overrides)
     model = train.build_model(config, num_classes=1000)
@@ -48,6 +50,4 @@ def test_full_width_resnet50_trains_with_each_method(method):
         assert tfs.sparse_layers(model) == []
     else:
         assert len(tfs.sparse_layers(model)) == 54
-        assert report.global_sparsity == pytest.approx(SPARSITY, abs=1e-4)
-        for row in report.layers:
-            assert row.sparsity == pytest.approx(SPARSITY, abs=1e-3), row.path
+        assert report.global_sparsity == pytest.approx(SPARSITY, abs=1e-6)
