@@ -29,7 +29,12 @@ def test_lenet_reaches_80_percent_within_3_points_of_dense(method, dense_row):
 def test_regularized_methods_train_under_mirrored_strategy(method, rng):
     import tensorflow as tf
 
-    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    strategy = tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")],
+        # Collective ops of several strategies in one test process can
+        # collide ("Shape mismatch in the collective instance").
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
     x = rng.normal(size=(128, 8)).astype("float32")
     y = rng.normal(size=(128, 4)).astype("float32")
     with strategy.scope():

@@ -24,7 +24,11 @@ def test_mirrored_strategy_keeps_replica_masks_identical_and_exact(rng):
 
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    # Collective ops of several strategies in one test process can collide
+    # ("Shape mismatch in the collective instance"): reduce on one device.
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     x = rng.normal(size=(256, 8)).astype("float32")
     y = rng.integers(0, 4, size=256)
     with strategy.scope():
