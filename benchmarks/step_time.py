@@ -29,8 +29,12 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
     if method != "dense":
         method_class = tfs.METHODS[method]
         if issubclass(method_class, tfs.PruningMethod):
-            # Prune from the first step, updating every `frequency` steps.
-            settings = dict(begin_step=0, end_step=max(total_steps, frequency + 1), frequency=frequency)
+            # At the target from the first step, with a mask update every
+            # `frequency` steps, as during gradual pruning.
+            settings = dict(
+                initial_sparsity=sparsity, begin_step=0,
+                end_step=max(total_steps, frequency + 1), frequency=frequency,
+            )
         else:
             settings = dict(num_examples=batch_size * steps)
         model = tfs.sparsify(model, method_class.recipe(sparsity, total_steps, **settings))
@@ -142,6 +146,29 @@ def measure(args):
     return results
 
 
+def measure_tfmot(args):
+    """tfmot's prune_low_magnitude vs its own tf_keras dense, in its own process."""
+    import json
+    import subprocess
+
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
+    rows = []
+    for model_name in args.models:
+        result = subprocess.run(
+            [sys.executable, peer, "step_time", "--model", model_name, "--batch_size", str(args.batch_size),
+             "--steps", str(args.steps), "--rounds", str(args.rounds), "--frequency", str(args.frequency),
+             "--sparsity", str(args.sparsity), "--jit_compile", str(int(args.jit_compile))],
+            capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
+        for row in json.loads(result.stdout.strip().splitlines()[-1]):
+            print(f"{model_name:10s} {row['library'] + ':' + row['method']:20s} median "
+                  f"{row['median_step_s'] * 1e3:8.3f} ms x{row['ratio_median']:.3f} (mean x{row['ratio_mean']:.3f})")
+            rows.append(row)
+    return rows
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet300,cnn", type=lambda s: s.split(","))
@@ -154,6 +181,7 @@ def parse_args(argv=None):
     parser.add_argument("--jit_compile", type=int, default=1)
     parser.add_argument("--mixed_precision", default=None, help="e.g. mixed_bfloat16")
     parser.add_argument("--device_data", action="store_true", help="custom loop, batch kept on the device")
+    parser.add_argument("--tfmot", action="store_true", help="also time tfmot (needs the tfmot extra)")
     parser.add_argument("--name", default=None, help="results file name (default: derived)")
     parser.add_argument("--no_write", action="store_true")
     return parser.parse_args(argv)
@@ -165,6 +193,8 @@ def main(argv=None):
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy(args.mixed_precision)
     results = measure_on_device(args) if args.device_data else measure(args)
+    if args.tfmot:
+        results += measure_tfmot(args)
     payload = {"benchmark": "step_time", "machine": common.machine_info(), "args": vars(args), "results": results}
     if not args.no_write:
         name = args.name or f"step_time_{keras.backend.backend()}_{'xla' if args.jit_compile else 'noxla'}"
