@@ -50,3 +50,13 @@ def test_frontier_smoke_writes_result_rows(tmp_path):
          "--epochs", "1", "--out", str(tmp_path)]
     )
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 4
+
+
+def test_export_benchmark_smoke():
+    from benchmarks import export
+
+    payload = export.main(["--models", "lenet300", "--batch_sizes", "1", "--repeats", "6", "--no_write"])
+    (row,) = payload["results"]
+    assert row["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert row["sparse_gzip_bytes"] < 0.5 * row["dense_gzip_bytes"]
+    assert row["latency_ratio_b1"] > 0
