@@ -80,7 +80,7 @@ def build_model(name):
     if name.startswith("resnet50"):
         size = int(name.split("_")[1]) if "_" in name else 64
         model = keras.applications.ResNet50(
-            weights=None, input_shape=(size, size, 3), classes=1000
+            weights=None, input_shape=(size, size, 3), classes=1000, classifier_activation=None
         )
         return model, (size, size, 3), 1000
     raise ValueError(f"Unknown benchmark model {name!r}.")

@@ -68,7 +68,7 @@ def small_cnn():
 
 
 def resnet50(size):
-    return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000)
+    return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000, classifier_activation=None)
 
 
 MODELS = {
