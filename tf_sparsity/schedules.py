@@ -10,6 +10,8 @@ import math
 
 import keras
 
+from tf_sparsity._config import ConfigObject
+
 _PACKAGE = "tf_sparsity"
 
 
@@ -34,7 +36,7 @@ def _check_step(name, value, owner, minimum=0):
         )
 
 
-class StepSchedule:
+class StepSchedule(ConfigObject):
     """Something updated on chosen training steps (masks, regularizer ramps).
 
     Subclasses implement `last_update_step(step)` and `get_config()`.
@@ -59,25 +61,6 @@ class StepSchedule:
         if latest is None or latest <= last_checked:
             return None
         return latest
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == (
-            other.get_config()
-        )
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class SparsitySchedule(StepSchedule):

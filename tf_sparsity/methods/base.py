@@ -16,11 +16,12 @@ from keras import ops
 
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import schedules as schedules_lib
+from tf_sparsity._config import ConfigObject
 
 PACKAGE = "tf_sparsity"
 
 
-class SparsityMethod:
+class SparsityMethod(ConfigObject):
     """Base class of sparsity methods.
 
     Subclasses set `name` (the registry key) and override what they need.
@@ -96,25 +97,6 @@ class SparsityMethod:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == (
-            other.get_config()
-        )
-
-    def __hash__(self):
-        return hash(type(self).__name__)
-
-    def __repr__(self):
-        config = self.get_config()
-        if "schedule" in config:
-            config["schedule"] = self.schedule
-        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
-        return f"{type(self).__name__}({args})"
 
 
 class PruningMethod(SparsityMethod):
