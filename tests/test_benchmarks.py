@@ -40,16 +40,28 @@ def test_frontier_smoke_writes_result_rows(tmp_path):
         ["--models", "lenet300", "--methods", "dense,magnitude,variational_dropout,tfmot",
          "--sparsities", "0.5", "--seeds", "0", "--epochs", "1", "--vd_factors", "0.1", "--out", str(tmp_path)]
     )
-    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
-    assert [r["method"] for r in rows] == ["dense", "magnitude", "variational_dropout", "tfmot_magnitude"]
-    assert rows[1]["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
-    assert rows[3]["library"] == "tfmot" and rows[3]["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    def recorded():
+        return [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+
+    rows = {r["method"]: r for r in recorded()}
+    assert sorted(rows) == ["dense", "magnitude", "tfmot_magnitude", "variational_dropout"]
+    assert rows["magnitude"]["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    tfmot_row = rows["tfmot_magnitude"]
+    assert tfmot_row["library"] == "tfmot" and tfmot_row["global_sparsity"] == pytest.approx(0.5, abs=1e-3)
     # Resumable: a second call skips every finished run.
     frontier.main(
         ["--models", "lenet300", "--methods", "dense,magnitude", "--sparsities", "0.5", "--seeds", "0",
          "--epochs", "1", "--out", str(tmp_path)]
     )
-    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 4
+    assert len(recorded()) == 4
+
+
+def test_frontier_bins_regularized_runs_by_density():
+    targets = (0.5, 0.9, 0.98)
+    assert frontier.bin_target(0.57, targets) == 0.5
+    assert frontier.bin_target(0.985, targets) == 0.98
+    assert frontier.bin_target(0.9967, targets) is None  # 6x sparser than 98%.
+    assert frontier.bin_target(0.1, targets) is None
 
 
 def test_export_benchmark_smoke():

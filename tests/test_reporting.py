@@ -177,6 +177,17 @@ def test_wrong_types_are_rejected(tmp_path):
         rows_lib.load_rows([path])
 
 
+def test_rows_without_a_target_are_kept_but_left_out_of_cells(tmp_path):
+    on_grid = make_row(top1=0.7, sparsity=0.9)
+    off_grid = {**make_row(top1=0.5, sparsity=0.9), "target_sparsity": None, "global_sparsity": 0.997}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(on_grid) + "\n" + json.dumps(off_grid) + "\n")
+    rows = rows_lib.load_rows([path])
+    assert len(rows) == 2
+    (cell,) = rows_lib.aggregate(rows)
+    assert cell.target_sparsity == pytest.approx(0.9) and cell.mean == pytest.approx(0.7)
+
+
 def test_missing_path_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no such file or directory"):
         rows_lib.load_rows([tmp_path / "nope"])

@@ -250,10 +250,9 @@ def plot_layers(row, path):
     )
     axes.set_xlim(0.0, 1.0)
     axes.set_xlabel("Sparsity")
-    axes.set_title(
-        f"{row['task']} / {row['method']}, target "
-        f"{_percent(row['target_sparsity'])}: per-layer sparsity"
-    )
+    target = row["target_sparsity"]
+    target = "no target" if target is None else f"target {_percent(target)}"
+    axes.set_title(f"{row['task']} / {row['method']}, {target}: per-layer sparsity")
     axes.legend(loc="lower right", fontsize="small")
     figure.savefig(path, dpi=120, bbox_inches="tight")
 

@@ -154,9 +154,11 @@ def validate_row(row, where="row"):
         if not isinstance(row[key], str) or not row[key]:
             raise ValueError(f"{where}: '{key}' must be a non-empty string")
     target = row["target_sparsity"]
-    if not _is_number(target) or not 0.0 <= target < 1.0:
+    # None: a run with no target (e.g. a regularizer-weight sweep that
+    # landed between grid points); kept, but in no table cell.
+    if target is not None and (not _is_number(target) or not 0.0 <= target < 1.0):
         raise ValueError(
-            f"{where}: 'target_sparsity' must be a number in [0, 1)"
+            f"{where}: 'target_sparsity' must be a number in [0, 1) or null"
         )
     achieved = row["global_sparsity"]
     if not _is_number(achieved) or not 0.0 <= achieved <= 1.0:
@@ -275,10 +277,13 @@ def group_rows(rows):
 
     Returns:
         A dict from (task, method, target_sparsity) to the list of its rows,
-        in first-seen order. Target sparsities are rounded to 6 decimals.
+        in first-seen order. Target sparsities are rounded to 6 decimals;
+        rows without a target (`null`) are left out.
     """
     groups = collections.defaultdict(list)
     for row in rows:
+        if row["target_sparsity"] is None:
+            continue
         key = (
             row["task"],
             row["method"],
