@@ -24,13 +24,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tf_sparsity as tfs  # noqa: E402
 from benchmarks import common  # noqa: E402
 from tf_sparsity.demo import data as data_lib  # noqa: E402
-from tf_sparsity.demo import lenet  # noqa: E402
+from tf_sparsity.demo import run as demo_run  # noqa: E402
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 # Regularizer weights, as multiples of 1 / N_train.
@@ -38,56 +34,21 @@ VD_FACTORS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 L0_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
-def load(model_name):
-    (x_train, y_train), (x_test, y_test) = data_lib.mnist_subset(seed=0)
-    if model_name == "lenet5":
-        x_train = x_train.reshape((-1, 28, 28, 1))
-        x_test = x_test.reshape((-1, 28, 28, 1))
-    return (x_train, y_train), (x_test, y_test)
-
-
-def build(model_name):
-    return lenet.lenet_300_100() if model_name == "lenet300" else lenet.lenet5()
-
-
 def train(model_name, method_name, target, run_seed, args, data, **method_kwargs):
-    (x_train, y_train), (x_test, y_test) = data
-    steps = -(-len(x_train) // args.batch_size) * args.epochs
-    keras.utils.set_random_seed(run_seed)
-    model = build(model_name)
-    callbacks = []
-    hparams = {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size}
-    if method_name != "dense":
-        method_class = tfs.METHODS[method_name]
-        method = method_class.recipe(target, steps, num_examples=len(x_train), **method_kwargs)
-        hparams["method"] = keras.saving.serialize_keras_object(method)
-        model = tfs.sparsify(model, method)
-        callbacks.append(tfs.SparsityCallback())
-    model.compile(
-        keras.optimizers.Adam(args.learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=True,
+    _, row = demo_run.train_lenet(
+        None if method_name == "dense" else method_name,
+        sparsity=target,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=run_seed,
+        data=data,
+        verbose=0,
+        architecture=model_name,
+        method_kwargs=method_kwargs,
     )
-    import time
-
-    start = time.time()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=callbacks)
-    wall = time.time() - start
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    report = tfs.sparsity_summary(model, print_fn=None)
-    return {
-        "task": model_name,
-        "method": method_name,
-        "library": "tf_sparsity",
-        "target_sparsity": target,
-        "global_sparsity": report.global_sparsity,
-        "accuracy": accuracy,
-        "steps": steps,
-        "wall_time_s": wall,
-        "seed": run_seed,
-        "hparams": hparams,
-    }
+    row["library"] = "tf_sparsity"
+    return row
 
 
 def bin_target(sparsity, targets, max_density_ratio=1.5):
@@ -147,7 +108,7 @@ def main(argv=None):
               f"accuracy {row['accuracy']:.4f}", flush=True)
 
     for model_name in args.models:
-        data = load(model_name)
+        data = data_lib.mnist_subset(seed=0)  # One fixed split for every run.
         for seed in args.seeds:
             jobs = []
             if "dense" in args.methods:

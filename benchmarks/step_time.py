@@ -112,12 +112,16 @@ def _rows(model_name, runs, args):
         if method != "dense":
             row["global_sparsity"] = tfs.sparsity_summary(model, print_fn=None).global_sparsity
         rows.append(row)
-        print(
-            f"{model_name:10s} {method:20s} median {row['median_step_s'] * 1e3:8.3f} ms "
-            f"x{row['ratio_median']:.3f} (mean x{row['ratio_mean']:.3f})",
-            flush=True,
-        )
+        _print_row(model_name, method, row)
     return rows
+
+
+def _print_row(model_name, label, row):
+    print(
+        f"{model_name:10s} {label:20s} median {row['median_step_s'] * 1e3:8.3f} ms "
+        f"x{row['ratio_median']:.3f} (mean x{row['ratio_mean']:.3f})",
+        flush=True,
+    )
 
 
 def measure(args):
@@ -163,8 +167,7 @@ def measure_tfmot(args):
         if result.returncode != 0:
             raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
         for row in json.loads(result.stdout.strip().splitlines()[-1]):
-            print(f"{model_name:10s} {row['library'] + ':' + row['method']:20s} median "
-                  f"{row['median_step_s'] * 1e3:8.3f} ms x{row['ratio_median']:.3f} (mean x{row['ratio_mean']:.3f})")
+            _print_row(model_name, f"{row['library']}:{row['method']}", row)
             rows.append(row)
     return rows
 

@@ -283,6 +283,16 @@ class TFDSImages:
                 f"{message[0] if message else type(error).__name__}{hint}"
             ) from None
 
+    def _preprocess(self, dataset, preprocess, image_size):
+        """Maps `(image, label)` to `(preprocess(image), one_hot(label))`."""
+        return dataset.map(
+            lambda image, label: (
+                preprocess(image, image_size, self.info.jpeg),
+                tf.one_hot(label, self.info.num_classes),
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
     def _read(self, split, input_context, training, seed):
         tfds = _import_tfds()
         # Sharding by files: each input pipeline (one per worker) reads its
@@ -328,13 +338,7 @@ class TFDSImages:
                 self.info.train_split, input_context, True, shuffle_seed
             )
             dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
-            dataset = dataset.map(
-                lambda image, label: (
-                    preprocess_for_train(image, image_size, self.info.jpeg),
-                    tf.one_hot(label, self.info.num_classes),
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+            dataset = self._preprocess(dataset, preprocess_for_train, image_size)
             # Static batch shapes: needed on TPU, harmless elsewhere.
             dataset = dataset.batch(batch_size, drop_remainder=True)
             return _finish(dataset, deterministic=False)
@@ -361,13 +365,7 @@ class TFDSImages:
         def dataset_fn(input_context=None):
             batch_size = _per_replica_batch(input_context, global_batch_size)
             dataset = self._read(self.info.eval_split, input_context, False, None)
-            dataset = dataset.map(
-                lambda image, label: (
-                    preprocess_for_eval(image, image_size, self.info.jpeg),
-                    tf.one_hot(label, self.info.num_classes),
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+            dataset = self._preprocess(dataset, preprocess_for_eval, image_size)
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
             if repeat:
                 dataset = dataset.repeat()

