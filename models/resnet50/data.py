@@ -9,8 +9,9 @@ sparse_rn50/resnet_preprocessing.py`, the Cloud TPU ResNet's):
   then a random horizontal flip;
 - evaluation: the central `image_size / (image_size + 32)` of the shorter
   side (224/256 at 224), resized to the image size;
-- both: bicubic resizing, then normalization by the ImageNet mean and
-  standard deviation.
+- both: bicubic resizing (clipped back to 0-255, since bicubic overshoots
+  at sharp edges), then normalization by the ImageNet mean and standard
+  deviation.
 
 JPEG datasets (ImageNet) are read undecoded and cropped while decoding with
 `tf.image.decode_and_crop_jpeg`, which only decodes the crop window.
@@ -161,6 +162,9 @@ def resize(image, image_size):
     image = tf.image.resize(
         tf.cast(image, tf.float32), [image_size, image_size], method="bicubic"
     )
+    # Bicubic interpolation overshoots at sharp edges; clip so that inputs
+    # stay in the pixel range the normalization statistics describe.
+    image = tf.clip_by_value(image, 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
     return image
 
