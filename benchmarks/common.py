@@ -5,6 +5,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import keras
@@ -45,6 +47,23 @@ def write_result(name, payload):
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
     return path
+
+
+def run_tfmot_peer(*arguments):
+    """Runs `tfmot_peer.py` with `arguments` in its own process; returns its JSON.
+
+    tfmot needs legacy tf_keras (`TF_USE_LEGACY_KERAS=1`), which cannot share
+    a process with Keras 3. The peer prints its result as the last line of
+    stdout. Raises `RuntimeError` with the end of its stderr when it fails.
+    """
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
+    result = subprocess.run(
+        [sys.executable, peer, *map(str, arguments)],
+        capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def small_cnn(num_classes=10, input_shape=(32, 32, 3)):

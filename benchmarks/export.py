@@ -39,10 +39,15 @@ def gzipped_size(path):
     return len(gzip.compress(buffer.getvalue(), compresslevel=9))
 
 
-def latency(export_dir, x, repeats):
+def load_serving(export_dir):
     import tensorflow as tf
 
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    return tf.saved_model.load(export_dir).signatures["serving_default"]
+
+
+def latency(serve, x, repeats):
+    import tensorflow as tf
+
     x = tf.constant(x)
     serve(x)
     times = []
@@ -81,13 +86,14 @@ def main(argv=None):
                 "dense_gzip_bytes": gzipped_size(dense_dir),
                 "sparse_gzip_bytes": gzipped_size(sparse_dir),
             }
+            dense_serve, sparse_serve = load_serving(dense_dir), load_serving(sparse_dir)
             for batch in args.batch_sizes:
                 x = np.random.default_rng(0).normal(size=(batch,) + tuple(input_shape)).astype("float32")
                 # Alternate to share the machine's drift.
                 dense_t, sparse_t = [], []
                 for _ in range(3):
-                    dense_t.append(latency(dense_dir, x, args.repeats // 3))
-                    sparse_t.append(latency(sparse_dir, x, args.repeats // 3))
+                    dense_t.append(latency(dense_serve, x, args.repeats // 3))
+                    sparse_t.append(latency(sparse_serve, x, args.repeats // 3))
                 row[f"dense_latency_s_b{batch}"] = statistics.median(dense_t)
                 row[f"sparse_latency_s_b{batch}"] = statistics.median(sparse_t)
                 row[f"latency_ratio_b{batch}"] = statistics.median(sparse_t) / statistics.median(dense_t)

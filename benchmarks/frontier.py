@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,16 +64,11 @@ def bin_target(sparsity, targets, max_density_ratio=1.5):
 
 
 def run_tfmot(model_name, args):
-    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
-    command = [
-        sys.executable, peer, "train_mnist", "--model", model_name,
+    return common.run_tfmot_peer(
+        "train_mnist", "--model", model_name,
         "--sparsities", ",".join(map(str, args.sparsities)),
-        "--seeds", ",".join(map(str, args.seeds)), "--epochs", str(args.epochs),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
-    if result.returncode != 0:
-        raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        "--seeds", ",".join(map(str, args.seeds)), "--epochs", args.epochs,
+    )
 
 
 def main(argv=None):

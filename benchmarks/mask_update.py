@@ -10,10 +10,8 @@ the update time divided by the steps between updates.
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -47,15 +45,12 @@ def ours(size, repeats):
 
 
 def tfmot(sizes, repeats):
-    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
-    result = subprocess.run(
-        [sys.executable, peer, "mask_update", "--sizes", ",".join(map(str, sizes)), "--repeats", str(repeats)],
-        capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
-    )
-    if result.returncode != 0:
-        print("tfmot peer failed:", result.stderr[-2000:], file=sys.stderr)
+    try:
+        rows = common.run_tfmot_peer("mask_update", "--sizes", ",".join(map(str, sizes)), "--repeats", repeats)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return {}
-    return {row["size"]: row["median_s"] for row in json.loads(result.stdout.strip().splitlines()[-1])}
+    return {row["size"]: row["median_s"] for row in rows}
 
 
 def main(argv=None):

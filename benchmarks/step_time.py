@@ -152,21 +152,14 @@ def measure(args):
 
 def measure_tfmot(args):
     """tfmot's prune_low_magnitude vs its own tf_keras dense, in its own process."""
-    import json
-    import subprocess
-
-    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfmot_peer.py")
     rows = []
     for model_name in args.models:
-        result = subprocess.run(
-            [sys.executable, peer, "step_time", "--model", model_name, "--batch_size", str(args.batch_size),
-             "--steps", str(args.steps), "--rounds", str(args.rounds), "--frequency", str(args.frequency),
-             "--sparsity", str(args.sparsity), "--jit_compile", str(int(args.jit_compile))],
-            capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+        peer_rows = common.run_tfmot_peer(
+            "step_time", "--model", model_name, "--batch_size", args.batch_size,
+            "--steps", args.steps, "--rounds", args.rounds, "--frequency", args.frequency,
+            "--sparsity", args.sparsity, "--jit_compile", int(args.jit_compile),
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"tfmot peer failed: {result.stderr[-3000:]}")
-        for row in json.loads(result.stdout.strip().splitlines()[-1]):
+        for row in peer_rows:
             _print_row(model_name, f"{row['library']}:{row['method']}", row)
             rows.append(row)
     return rows
