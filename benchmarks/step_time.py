@@ -22,17 +22,18 @@ import tf_sparsity as tfs  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 
-def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total_steps, steps):
+def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total_steps, steps, gradual=False):
     keras.utils.set_random_seed(0)
     model, input_shape, num_classes = common.build_model(model_name)
     callbacks = [common.StepTimer()]
     if method != "dense":
         method_class = tfs.METHODS[method]
         if issubclass(method_class, tfs.PruningMethod):
-            # At the target from the first step, with a mask update every
-            # `frequency` steps, as during gradual pruning.
+            # At the target from the first step (or, with `gradual`, from 0
+            # to the target over the timed steps, as tfmot's peer run), with
+            # a mask update every `frequency` steps.
             settings = dict(
-                initial_sparsity=sparsity, begin_step=0,
+                initial_sparsity=0.0 if gradual else sparsity, begin_step=0,
                 end_step=max(total_steps, frequency + 1), frequency=frequency,
             )
         else:
@@ -103,6 +104,7 @@ def _rows(model_name, runs, args):
             "jit_compile": args.jit_compile,
             "mixed_precision": args.mixed_precision,
             "loop": "device" if args.device_data else "fit",
+            "schedule": "gradual" if args.gradual else "at_target",
             "steps_timed": len(times),
             "median_step_s": common.median(times),
             "mean_step_s": sum(times) / len(times),
@@ -132,7 +134,7 @@ def measure(args):
         for method in ["dense"] + args.methods:
             runs[method] = make(
                 model_name, method, args.sparsity, args.frequency, args.jit_compile, args.batch_size,
-                total_steps, args.steps,
+                total_steps, args.steps, gradual=args.gradual,
             )
         for round_index in range(args.rounds + 1):
             for method, (model, callbacks, x, y) in runs.items():
@@ -177,6 +179,11 @@ def parse_args(argv=None):
     parser.add_argument("--jit_compile", type=int, default=1)
     parser.add_argument("--mixed_precision", default=None, help="e.g. mixed_bfloat16")
     parser.add_argument("--device_data", action="store_true", help="custom loop, batch kept on the device")
+    parser.add_argument(
+        "--gradual", action="store_true",
+        help="prune from 0 to --sparsity over all timed steps (one fit call, i.e. one "
+        "epoch with its sparsity logging, per round), as tfmot's peer run does",
+    )
     parser.add_argument("--tfmot", action="store_true", help="also time tfmot (needs the tfmot extra)")
     parser.add_argument("--name", default=None, help="results file name (default: derived)")
     parser.add_argument("--no_write", action="store_true")
@@ -193,7 +200,10 @@ def main(argv=None):
         results += measure_tfmot(args)
     payload = {"benchmark": "step_time", "machine": common.machine_info(), "args": vars(args), "results": results}
     if not args.no_write:
-        name = args.name or f"step_time_{keras.backend.backend()}_{'xla' if args.jit_compile else 'noxla'}"
+        name = args.name or (
+            f"step_time_{keras.backend.backend()}_{'xla' if args.jit_compile else 'noxla'}"
+            + ("_gradual" if args.gradual else "")
+        )
         print("wrote", common.write_result(name, payload))
     return payload
 

@@ -210,9 +210,9 @@ def test_strip_save_and_summary_use_inference_weights(make, rng, tmp_path):
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="threshold"):
         tfs.VariationalDropout(1e-3, threshold=float("inf"))
-    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+    with pytest.raises(ValueError, match="kl_weight` must be >= 0"):
         tfs.VariationalDropout(-1.0)
-    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+    with pytest.raises(ValueError, match="l0_weight` must be >= 0"):
         tfs.L0Regularization(-0.1)
     with pytest.raises(ValueError, match="end_step"):
         tfs.Ramp(100, 50)

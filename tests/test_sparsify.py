@@ -22,12 +22,14 @@ def test_sequential_wraps_dense_layers_and_keeps_weights(rng):
     model = models.sequential()
     x = rng.normal(size=(4, 8)).astype("float32")
     before = ops.convert_to_numpy(model(x))
+    hidden = model.get_layer("hidden")
     sparse = tfs.sparsify(model, magnitude())
+    assert sparse is model  # Changed in place, wholly.
     assert wrapped_paths(sparse) == ["hidden", "logits"]
     assert isinstance(sparse.get_layer("bn"), layers.BatchNormalization)
-    # Masks start as ones: same outputs, same (shared) trained weights.
+    # Masks start as ones: same outputs, same trained weights.
     np.testing.assert_allclose(ops.convert_to_numpy(sparse(x)), before, rtol=1e-6)
-    assert sparse.get_layer("hidden").layer is model.get_layer("hidden")
+    assert sparse.get_layer("hidden").layer is hidden
 
 
 def test_nested_functional_models_are_reached(rng):

@@ -19,6 +19,7 @@ from tf_sparsity.distributions import SparsityDistribution
 from tf_sparsity.distributions import Uniform
 from tf_sparsity.export import export_saved_model
 from tf_sparsity.layers import SparseWrapper
+from tf_sparsity.layers import register_sparsifiable
 from tf_sparsity.methods import REGISTRY as METHODS
 from tf_sparsity.methods import L0Regularization
 from tf_sparsity.methods import MagnitudePruning

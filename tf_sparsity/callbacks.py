@@ -26,14 +26,16 @@ class SparsityCallback(keras.callbacks.Callback):
 
     Before each training step the callback asks the schedule whether masks
     are due (plain Python arithmetic on the step); only then does it run the
-    compiled mask update. The step is `model.optimizer.iterations`, read once
-    when training starts, so resumed runs (checkpoints, `BackupAndRestore`)
+    compiled mask update. The step is `model.optimizer.iterations`, read at
+    the start of each epoch, so resumed runs (checkpoints, `BackupAndRestore`)
     continue the same schedule. With `steps_per_execution=N` an update that
     falls inside a group of N steps is applied at the start of the next group.
 
-    Global sparsity is added to the logs as `sparsity` (shown by the progress
-    bar and written by `TensorBoard`/`CSVLogger` callbacks placed after this
-    one), and the current target as `target_sparsity`.
+    Global sparsity is added to the epoch logs as `sparsity` (shown by the
+    progress bar and written by `TensorBoard`/`CSVLogger` callbacks placed
+    after this one), and the current target as `target_sparsity`. The
+    callback has no batch-end hook, so `fit` keeps dispatching callbacks
+    asynchronously.
 
     Args:
         log_dir: if set, TensorBoard scalars (per-layer and global sparsity,
@@ -45,46 +47,62 @@ class SparsityCallback(keras.callbacks.Callback):
         super().__init__()
         if log_dir is not None:
             _backend.require_tensorflow("SparsityCallback(log_dir=...)")
+            log_dir = os.fspath(log_dir)
+            if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+                raise ValueError(
+                    f"SparsityCallback: log_dir '{log_dir}' is a file, not a "
+                    "directory."
+                )
         self.log_dir = log_dir
         self._updater = None
         self._writer = None
-        self._step = None
+        self._epoch_start = None
         self._last_checked = None
-        self._batch_begin = 0
+        self._stale = True
+        self._report = None
         self._logged = {}
 
     def on_train_begin(self, logs=None):
         self._updater = updater_lib.get_updater(self.model)
+        if not self._updater.wrappers:
+            raise ValueError(
+                f"SparsityCallback: model '{self.model.name}' has no sparse "
+                "layer, so training it would not make it sparse. Call "
+                "`tfs.sparsify(model, method)` on it before compiling."
+            )
         self._updater.attach()
-        self._step = None
+        self._epoch_start = None
+        self._last_checked = None
+        self._stale = True
         if self.log_dir is not None and self._writer is None:
             tf = _backend.require_tensorflow("TensorBoard summaries")
             self._writer = tf.summary.create_file_writer(
                 os.path.join(self.log_dir, "sparsity")
             )
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # One read per epoch (after BackupAndRestore or a checkpoint restored
+        # it); within the epoch the step is this plus the batch index, so no
+        # per-step host sync is needed and no batch-end hook is defined,
+        # which keeps Keras's asynchronous callback dispatch on.
+        self._epoch_start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self._last_checked is None:
+            self._last_checked = self._epoch_start - 1
+
     def on_train_batch_begin(self, batch, logs=None):
-        if self._step is None:
-            # Read once, after BackupAndRestore (or a checkpoint) restored it.
-            self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-            self._last_checked = self._step - 1
-        due = self._updater.due_groups(self._last_checked, self._step)
+        step = self._epoch_start + batch
+        due = self._updater.due_groups(self._last_checked, step)
         if due:
             _sync_training_state(self)
             for group, due_step in due:
                 group.update(due_step)
-            self._log(self._step)
-        self._last_checked = self._step
-        self._batch_begin = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._step is not None:
-            self._step += batch - self._batch_begin + 1
-        if logs is not None:
-            logs.update(self._logged)
+            self._stale = True
+            self._log(step)
+        self._last_checked = step
 
     def on_epoch_end(self, epoch, logs=None):
-        self._log(self._step if self._step is not None else 0)
+        step = self._last_checked + 1 if self._last_checked is not None else 0
+        self._log(step)
         if logs is not None:
             logs.update(self._logged)
 
@@ -101,7 +119,13 @@ class SparsityCallback(keras.callbacks.Callback):
         return None
 
     def _log(self, step):
-        report = summary_lib.sparsity_summary(self.model, print_fn=None)
+        # Masks change only at updates, so between them the last report
+        # stands (reading every kernel back is the costly part); learned
+        # sparsity (VD, L0) changes every step.
+        if self._stale or self._report is None or self._updater.has_learned_sparsity:
+            self._report = summary_lib.sparsity_summary(self.model, print_fn=None)
+            self._stale = False
+        report = self._report
         target = self.current_target(step)
         self._logged = {"sparsity": report.global_sparsity}
         if target is not None:

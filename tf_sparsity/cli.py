@@ -11,6 +11,44 @@ import sys
 EXIT_BAD_INPUT = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """Reports bad command lines as one `error: ...` line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
+
+
+def fraction(text):
+    """argparse type: a sparsity in [0, 1)."""
+    value = _parse(float, text, "a number")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    value = _parse(int, text, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0."""
+    value = _parse(float, text, "a number")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _parse(kind, text, what):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def _demo(args):
     from tf_sparsity.demo import run
 
@@ -39,10 +77,10 @@ def _add_demo_parser(subparsers):
         ),
     )
     parser.add_argument("method", nargs="?", default="magnitude", help="sparsity method (default: magnitude)")
-    parser.add_argument("--sparsity", type=float, default=0.9)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--sparsity", type=fraction, default=0.9)
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch_size", type=positive_int, default=128)
+    parser.add_argument("--learning_rate", type=positive_float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="demo_output", help="output directory")
     parser.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
@@ -53,7 +91,7 @@ def _add_demo_parser(subparsers):
 def build_parser():
     from tf_sparsity.reporting import cli as reporting_cli
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tf-sparsity",
         description="Sparse Keras 3 models: demo, training, reports and sweeps.",
     )

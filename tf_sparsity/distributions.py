@@ -6,89 +6,21 @@ supported layers of the model (layers kept dense count as fully dense), which
 is also how `tfs.sparsity_summary` reports it.
 """
 
-import dataclasses
 import math
-import re
+import numbers
 
 import keras
+
+from tf_sparsity import selection
 
 _PACKAGE = "tf_sparsity"
 
 
-@dataclasses.dataclass
-class LayerInfo:
-    """What a distribution knows about one sparsifiable layer.
-
-    Attributes:
-        layer: the Keras layer.
-        path: slash-joined layer names from the model root.
-        shapes: the shapes of its sparsifiable kernels.
-        selected: whether the user asked for this layer to be sparsified.
-    """
-
-    layer: object
-    path: str
-    shapes: list
-    selected: bool = True
-
-    @property
-    def name(self):
-        return self.layer.name
-
-    @property
-    def size(self):
-        return sum(math.prod(shape) for shape in self.shapes)
-
-
-def matches(pattern, info):
-    """True if `pattern` (a type, a name, or a regex) selects this layer."""
-    if isinstance(pattern, type):
-        return isinstance(info.layer, pattern)
-    if not isinstance(pattern, str):
-        raise TypeError(
-            f"Layer selectors are names, regexes or layer classes; got {pattern!r}."
-        )
-    if pattern in (info.name, info.path):
-        return True
-    try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"Invalid layer regex {pattern!r}: {error}") from None
-    return bool(regex.fullmatch(info.name) or regex.fullmatch(info.path))
-
-
-def match_all(patterns, infos, owner):
-    """Layers matched by any pattern; a pattern matching nothing is an error."""
-    matched = []
-    for pattern in patterns:
-        hits = [info for info in infos if matches(pattern, info)]
-        if not hits:
-            names = ", ".join(info.path for info in infos) or "(none)"
-            raise ValueError(
-                f"{owner}: {_describe(pattern)} matches no sparsifiable layer. "
-                f"Sparsifiable layers: {names}."
-            )
-        matched.extend(h for h in hits if not any(h is m for m in matched))
-    return matched
-
-
-def _describe(pattern):
-    if isinstance(pattern, type):
-        return f"layer type {pattern.__name__}"
-    return f"layer name or regex {pattern!r}"
-
-
-def _as_list(value):
-    if value is None:
-        return []
-    if isinstance(value, (str, type)):
-        return [value]
-    return list(value)
-
-
 def _check_target(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: sparsity for {name!r} must be a number.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{owner}: sparsity for {name!r} must be a number, got {value!r}."
+        )
     if not 0.0 <= value < 1.0:
         raise ValueError(
             f"{owner}: sparsity for {name!r} must be in [0, 1), got {value!r}."
@@ -103,7 +35,7 @@ class SparsityDistribution:
     """
 
     def __init__(self, dense=()):
-        self.dense = _as_list(dense)
+        self.dense = selection.as_list(dense)
         for pattern in self.dense:
             if not isinstance(pattern, (str, type)):
                 raise TypeError(
@@ -126,7 +58,7 @@ class SparsityDistribution:
         raise NotImplementedError
 
     def _dense_set(self, infos):
-        kept = match_all(self.dense, infos, f"{type(self).__name__}(dense=...)")
+        kept = selection.match_all(self.dense, infos, f"{type(self).__name__}(dense=...)")
         return {id(info) for info in kept}
 
     def get_config(self):
@@ -163,7 +95,7 @@ class Uniform(SparsityDistribution):
         dense = self._dense_set(infos)
         overrides = {}
         for pattern, value in self.targets.items():
-            for info in match_all([pattern], infos, "Uniform(targets=...)"):
+            for info in selection.match_all([pattern], infos, "Uniform(targets=...)"):
                 overrides[id(info)] = value
         result = []
         for info in infos:
@@ -273,7 +205,7 @@ class PerLayer(SparsityDistribution):
         dense = self._dense_set(infos)
         fixed = {}
         for pattern, value in self.targets.items():
-            for info in match_all([pattern], infos, "PerLayer"):
+            for info in selection.match_all([pattern], infos, "PerLayer"):
                 fixed[id(info)] = value
         result = [
             0.0 if (not i.selected or id(i) in dense) else fixed.get(id(i))

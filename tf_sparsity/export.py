@@ -1,37 +1,70 @@
 """`export_saved_model()`: a stripped SavedModel for TF Serving."""
 
 import os
+import shutil
 
 from tf_sparsity import _backend
 from tf_sparsity import strip as strip_lib
 
 
-def export_saved_model(model, export_dir, input_signature=None, strip=True):
+def export_saved_model(
+    model, export_dir, input_signature=None, strip=True, overwrite=False
+):
     """Writes `model` as a TensorFlow SavedModel for TF Serving.
 
-    The sparse wrappers are stripped first (`tfs.strip`), so the SavedModel
-    holds plain layers with zeros in the pruned positions: no mask ops, no
-    tf_sparsity code needed to load or serve it. The SavedModel has `serve`
-    and `serving_default` signatures. For TF Serving, write into a numbered
+    With `strip=True` the SavedModel holds plain layers with zeros in the
+    pruned positions: no mask ops, no tf_sparsity code needed to load or
+    serve it. It is traced from the live model with its wrappers removed and
+    the sparse kernels folded in for the duration of the export (then
+    restored exactly), so it works for any model `sparsify` accepts, also
+    ones whose config cannot rebuild them. The SavedModel has `serve` and
+    `serving_default` signatures. For TF Serving, write into a numbered
     version directory (e.g. `export/1`).
 
     Args:
         model: a sparse (or plain) Keras model.
-        export_dir: output directory.
+        export_dir: output directory; it must not exist yet, or be empty,
+            unless `overwrite=True` (which deletes it first).
         input_signature: optional list of `keras.InputSpec`/`tf.TensorSpec`
             (needed for subclassed models that never saw their input shape).
-        strip: strip wrappers before exporting (default True).
-
-    Returns:
-        The exported (stripped) Keras model.
+        strip: fold the sparse kernels in and leave the wrappers out
+            (default True).
+        overwrite: replace an existing `export_dir`.
     """
+    strip_lib.check_model(model, "export_saved_model")
     _backend.require_tensorflow("SavedModel export")
-    plain = strip_lib.strip(model) if strip else model
-    os.makedirs(os.path.dirname(os.path.abspath(export_dir)), exist_ok=True)
-    plain.export(
+    export_dir = os.fspath(export_dir)
+    _prepare_directory(export_dir, overwrite)
+    if not strip:
+        _export(model, export_dir, input_signature)
+        return
+    with strip_lib.folded(model):
+        _export(model, export_dir, input_signature)
+
+
+def _export(model, export_dir, input_signature):
+    model.export(
         export_dir,
         format="tf_saved_model",
         input_signature=input_signature,
         verbose=False,
     )
-    return plain
+
+
+def _prepare_directory(export_dir, overwrite):
+    if os.path.isfile(export_dir):
+        raise ValueError(
+            f"Export path '{export_dir}' is a file; a SavedModel is a directory."
+        )
+    if os.path.isdir(export_dir) and os.listdir(export_dir):
+        if not overwrite:
+            raise FileExistsError(
+                f"Export directory '{export_dir}' already exists and is not "
+                "empty. Export to a new version directory (e.g. export/2), "
+                "or pass overwrite=True to replace it."
+            )
+        shutil.rmtree(export_dir)
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"Cannot export under '{parent}': it is a file.")
+    os.makedirs(parent, exist_ok=True)

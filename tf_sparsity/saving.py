@@ -7,7 +7,11 @@ them. Wrappers inside subclassed models or custom layers (the projections of
 `save` therefore adds a `tf_sparsity.json` entry to the `.keras` archive that
 lists those wrappers by key path (see `tree`); `load` rebuilds the model from
 its config, wraps those layers again, compiles it as it was, and only then
-loads the weights (masks and optimizer state included).
+loads the weights (masks and optimizer state included). Such a file's
+`config.json` names a stand-in class, so that `keras.saving.load_model`
+refuses it at once instead of loading a dense model; and each wrapper saves
+one entry more than its plain layer would load, so no weights file of a
+sparse model loads silently into a plain one.
 """
 
 import json
@@ -21,45 +25,127 @@ from tf_sparsity import tree
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
 _ENTRY = "tf_sparsity.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_PACKAGE = "tf_sparsity"
 
 
-def _in_config(key_path):
-    """Whether a wrapper at `key_path` is rebuilt from the model config."""
-    return all(step[0] == "layer" for step in key_path)
+def _config_rebuilds_children(owner):
+    """Whether `owner`'s config lists its children (plain graph models)."""
+    return type(owner) is keras.Sequential or (
+        tree._Functional is not None and type(owner) is tree._Functional
+    )
 
 
-def nested_wrappers(model):
-    """Wrappers that the model's config cannot rebuild, as JSON records."""
+def sparse_wrapper_records(model):
+    """Every wrapper of `model` as a JSON record, and whether the model's
+    config rebuilds them all."""
     records = []
+    all_in_config = True
+    owners = {}
     for node in tree.walk(model, stop=sparsify_lib.is_sparse):
-        if sparsify_lib.is_sparse(node.layer) and not _in_config(node.key_path):
-            wrapper = node.layer
-            records.append(
-                {
-                    "key_path": [list(step) for step in node.key_path],
-                    "method": keras.saving.serialize_keras_object(wrapper.method),
-                    "target_sparsity": wrapper.target_sparsity,
-                }
-            )
-    return records
+        owners[id(node.layer)] = node.owner
+        if not sparsify_lib.is_sparse(node.layer):
+            continue
+        owner = node.owner
+        while owner is not None:
+            if not _config_rebuilds_children(owner):
+                all_in_config = False
+            owner = owners.get(id(owner))
+        wrapper = node.layer
+        records.append(
+            {
+                "key_path": [list(step) for step in node.key_path],
+                "path": tree.path_string(node.name_path),
+                "method": keras.saving.serialize_keras_object(wrapper.method),
+                "target_sparsity": wrapper.target_sparsity,
+            }
+        )
+    return records, all_in_config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SparseModelFile(keras.layers.Layer):
+    """Stands in the config of a `.keras` file only `tfs.load` can restore.
+
+    The model's own config rebuilds plain layers where it had sparse ones
+    (inside subclassed models or keras-hub layers), so loading it with
+    `keras.saving.load_model` would give a different model; this class
+    makes that load fail at once and say what to do.
+    """
+
+    @classmethod
+    def from_config(cls, config):
+        raise ValueError(
+            f"This .keras file holds a sparse model ('{config.get('model')}') "
+            "whose sparse layers its own config cannot rebuild. Load it with "
+            "`tf_sparsity.load(path)`."
+        )
 
 
 def save(model, filepath, **kwargs):
     """Saves a sparse model (nested wrappers included) to a `.keras` file.
 
+    Sequential and functional models whose wrappers are all in their config
+    give an ordinary `.keras` file (loadable with `keras.saving.load_model`
+    too). Otherwise (wrappers inside subclassed models, keras-hub models,
+    `MultiHeadAttention`) the file can only be restored by `tfs.load`, and
+    `keras.saving.load_model` refuses it with an error saying so.
+
     Args:
         model: the model.
         filepath: path ending in `.keras`.
-        **kwargs: passed to `model.save`.
+        **kwargs: passed to `keras.saving.save_model`.
+
+    Raises:
+        ValueError: the path is not a `.keras` file, or the model cannot be
+            described by a config (a layer's `get_config` fails).
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".keras"):
         raise ValueError(f"tfs.save writes .keras files; got '{filepath}'.")
-    model.save(filepath, **kwargs)
-    record = {"version": _FORMAT_VERSION, "wrappers": nested_wrappers(model)}
-    with zipfile.ZipFile(filepath, "a") as archive:
-        archive.writestr(_ENTRY, json.dumps(record))
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"tfs.save expects a Keras model, got {model!r}.")
+    try:
+        config = keras.saving.serialize_keras_object(model)
+    except NotImplementedError as error:
+        reason = " ".join(str(error).split("Example:")[0].split())
+        raise ValueError(
+            f"Cannot save model '{model.name}' ({type(model).__name__}) as a "
+            f".keras file: Keras cannot write its config ({reason}). Give the "
+            "class a `get_config` returning every `__init__` argument, or "
+            "save the weights only (`model.save_weights('w.weights.h5')`) and "
+            "rebuild and sparsify the model in code before loading them."
+        ) from None
+    records, all_in_config = sparse_wrapper_records(model)
+    keras.saving.save_model(model, filepath, **kwargs)
+    record = {"version": _FORMAT_VERSION, "wrappers": records}
+    if all_in_config:
+        with zipfile.ZipFile(filepath, "a") as archive:
+            archive.writestr(_ENTRY, json.dumps(record))
+        return
+    record["config"] = config
+    stand_in = keras.saving.serialize_keras_object(
+        SparseModelFile(name=model.name)
+    )
+    stand_in["config"]["model"] = model.name
+    _rewrite_archive(
+        filepath,
+        {"config.json": json.dumps(stand_in), _ENTRY: json.dumps(record)},
+    )
+
+
+def _rewrite_archive(filepath, replaced):
+    """Rewrites a zip archive with some entries replaced or added."""
+    temporary = filepath + ".tmp"
+    with zipfile.ZipFile(filepath) as source, zipfile.ZipFile(
+        temporary, "w", compression=zipfile.ZIP_DEFLATED
+    ) as target:
+        for item in source.infolist():
+            if item.filename not in replaced:
+                target.writestr(item, source.read(item.filename))
+        for name, text in replaced.items():
+            target.writestr(name, text)
+    os.replace(temporary, filepath)
 
 
 def load(filepath, custom_objects=None, compile=True, safe_mode=True):
@@ -93,14 +179,22 @@ def load(filepath, custom_objects=None, compile=True, safe_mode=True):
             compile=compile,
             safe_mode=safe_mode,
         )
-    if record.get("version") != _FORMAT_VERSION:
+    if record.get("version") not in (1, _FORMAT_VERSION):
         raise ValueError(
             f"'{filepath}' was written by a newer tf_sparsity "
             f"(format {record.get('version')})."
         )
+    config = record.get("config", config)
     compile_config = config.pop("compile_config", None)
     with keras.saving.custom_object_scope(custom_objects or {}):
-        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+        try:
+            model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+        except Exception as error:  # Keras raises many types here.
+            raise ValueError(
+                f"Cannot rebuild the model saved in '{filepath}' from its "
+                f"config: {type(error).__name__}: {error}\nImport or define "
+                "its classes first (or pass them as `custom_objects`)."
+            ) from error
         model = rewrap(model, record["wrappers"])
         if compile and compile_config:
             model.compile_from_config(compile_config)
@@ -109,19 +203,23 @@ def load(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def rewrap(model, records):
-    """Wraps again the layers at the key paths listed in `records`."""
+    """Wraps again the layers at the key paths listed in `records` (those the
+    config already rebuilt as wrappers are left as they are)."""
     wanted = {
         tuple(tuple(step) for step in r["key_path"]): r for r in records
     }
+    for node in tree.walk(model, stop=sparsify_lib.is_sparse):
+        if sparsify_lib.is_sparse(node.layer):
+            wanted.pop(node.key_path, None)
 
     def wrap(layer, key_path, name_path):
-        record = wanted.pop(tuple(tuple(step) for step in key_path), None)
+        record = wanted.pop(key_path, None)
         if record is None:
             return None
         method = keras.saving.deserialize_keras_object(record["method"])
         return SparseWrapper(layer, method, target_sparsity=record["target_sparsity"])
 
-    model = tree.transform(model, wrap, stop=sparsify_lib.is_sparse)
+    tree.transform(model, wrap, stop=sparsify_lib.is_sparse)
     if wanted:
         missing = ", ".join(str(list(k)) for k in wanted)
         raise ValueError(

@@ -6,34 +6,20 @@ A schedule answers two questions for the mask updater, both in plain Python
 most recent step at or before `step` where masks are due to be recomputed.
 """
 
-import math
-
 import keras
 
+from tf_sparsity import _validation as validate
 from tf_sparsity._config import ConfigObject
 
 _PACKAGE = "tf_sparsity"
 
 
 def _check_sparsity(name, value, owner):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{owner}: `{name}` must be a number in [0, 1), got {value!r}."
-        )
-    if not (0.0 <= value < 1.0) or math.isnan(value):
-        raise ValueError(
-            f"{owner}: `{name}` must be in [0, 1) (1.0 would remove every "
-            f"weight), got {value!r}."
-        )
+    return validate.sparsity(owner, name, value)
 
 
 def _check_step(name, value, owner, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: `{name}` must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(
-            f"{owner}: `{name}` must be >= {minimum}, got {value}."
-        )
+    return validate.integer(owner, name, value, minimum=minimum)
 
 
 class StepSchedule(ConfigObject):
@@ -107,18 +93,23 @@ class PolynomialDecay(SparsitySchedule):
         exponent=3.0,
     ):
         owner = "PolynomialDecay"
-        _check_sparsity("initial_sparsity", initial_sparsity, owner)
-        _check_sparsity("final_sparsity", final_sparsity, owner)
-        _check_step("begin_step", begin_step, owner)
-        _check_step("end_step", end_step, owner)
-        _check_step("frequency", frequency, owner, minimum=1)
+        initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity, owner)
+        final_sparsity = _check_sparsity("final_sparsity", final_sparsity, owner)
+        begin_step = _check_step("begin_step", begin_step, owner)
+        end_step = _check_step("end_step", end_step, owner)
+        frequency = _check_step("frequency", frequency, owner, minimum=1)
+        exponent = validate.number(owner, "exponent", exponent, above=0)
+        if initial_sparsity > final_sparsity:
+            raise ValueError(
+                f"{owner}: `initial_sparsity` ({initial_sparsity}) is above "
+                f"`final_sparsity` ({final_sparsity}); masks are permanent, "
+                "so sparsity can only grow (are the arguments swapped?)."
+            )
         if end_step <= begin_step:
             raise ValueError(
                 f"{owner}: `end_step` ({end_step}) must be greater than "
                 f"`begin_step` ({begin_step})."
             )
-        if not exponent > 0:
-            raise ValueError(f"{owner}: `exponent` must be > 0, got {exponent}.")
         self.initial_sparsity = float(initial_sparsity)
         self._final_sparsity = float(final_sparsity)
         self.begin_step = begin_step
@@ -169,10 +160,10 @@ class ConstantSparsity(SparsitySchedule):
 
     def __init__(self, sparsity, begin_step=0, end_step=-1, frequency=100):
         owner = "ConstantSparsity"
-        _check_sparsity("sparsity", sparsity, owner)
-        _check_step("begin_step", begin_step, owner)
-        _check_step("end_step", end_step, owner, minimum=-1)
-        _check_step("frequency", frequency, owner, minimum=1)
+        sparsity = _check_sparsity("sparsity", sparsity, owner)
+        begin_step = _check_step("begin_step", begin_step, owner)
+        end_step = _check_step("end_step", end_step, owner, minimum=-1)
+        frequency = _check_step("frequency", frequency, owner, minimum=1)
         if end_step != -1 and end_step <= begin_step:
             raise ValueError(
                 f"{owner}: `end_step` ({end_step}) must be greater than "
@@ -217,8 +208,8 @@ class OneShot(SparsitySchedule):
     """
 
     def __init__(self, sparsity, step=0):
-        _check_sparsity("sparsity", sparsity, "OneShot")
-        _check_step("step", step, "OneShot")
+        sparsity = _check_sparsity("sparsity", sparsity, "OneShot")
+        step = _check_step("step", step, "OneShot")
         self.target = float(sparsity)
         self.step = step
 
@@ -256,9 +247,9 @@ class Ramp(StepSchedule):
 
     def __init__(self, begin_step=0, end_step=0, shape="linear", updates=200):
         owner = "Ramp"
-        _check_step("begin_step", begin_step, owner)
-        _check_step("end_step", end_step, owner)
-        _check_step("updates", updates, owner, minimum=1)
+        begin_step = _check_step("begin_step", begin_step, owner)
+        end_step = _check_step("end_step", end_step, owner)
+        updates = _check_step("updates", updates, owner, minimum=1)
         if shape not in ("linear", "cubic"):
             raise ValueError(f"{owner}: `shape` must be 'linear' or 'cubic', got {shape!r}.")
         if end_step < begin_step:

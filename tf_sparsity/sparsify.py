@@ -4,6 +4,7 @@ import keras
 
 from tf_sparsity import distributions as distributions_lib
 from tf_sparsity import methods as methods_lib
+from tf_sparsity import selection
 from tf_sparsity import tree
 from tf_sparsity.layers import kernels as kernels_lib
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
@@ -31,47 +32,59 @@ def sparse_layers(model):
 def layer_infos(model):
     """`LayerInfo` for every supported layer (wrapped or not) in `model`."""
     infos = []
+    owners = {}
     for node in tree.walk(model, stop=is_sparse):
+        owners[id(node.layer)] = node.owner
         layer = node.layer.layer if is_sparse(node.layer) else node.layer
         attributes = kernels_lib.kernel_attributes(layer)
         if attributes is None or not layer.built:
             continue
-        shapes = [tuple(getattr(layer, a).shape) for a in attributes]
+        ancestors = []
+        owner = node.owner
+        while owner is not None and owner is not model:
+            ancestors.insert(0, owner)
+            owner = owners.get(id(owner))
         infos.append(
-            distributions_lib.LayerInfo(
-                layer=node.layer, path=tree.path_string(node.name_path), shapes=shapes
+            selection.LayerInfo(
+                layer=node.layer,
+                name_path=tuple(node.name_path),
+                shapes=[tuple(getattr(layer, a).shape) for a in attributes],
+                ancestors=tuple(ancestors),
             )
         )
     return infos
 
 
 def sparsify(model, method, distribution=None, layers=None):
-    """Returns `model` with the chosen layers' kernels made sparse.
+    """Makes the chosen layers of `model` sparse, in place, and returns it.
 
     Layers are reached wherever they are: in Sequential and functional models
     (nested ones too), in subclassed models and inside custom layers (such as
-    the EinsumDense projections of `MultiHeadAttention`). Trained weights are
-    kept; the result shares its layers with `model`. Functional and
-    Sequential graphs are cloned; other layers are rewired in place, so a
-    subclassed model is changed and returned as is. Compile the result
-    before training.
+    the EinsumDense projections of `MultiHeadAttention`). Each chosen layer
+    is replaced by a `SparseWrapper` around it in every place that holds it
+    (graph nodes, attributes, lists), so the model keeps its class and
+    methods (a keras-hub `GPT2CausalLM` still generates), a shared layer stays
+    shared, and trained weights are kept. The model passed in *is* the sparse
+    model afterwards; to keep a dense copy, clone it first. Compile it
+    (again) before training.
 
     Args:
-        model: a built Keras model (or layer).
+        model: a built Keras model, or a single supported layer (returned
+            wrapped).
         method: a sparsity method, e.g. `tfs.MagnitudePruning(schedule)`.
         distribution: how the target is spread over layers: `tfs.Uniform()`
             (default), `tfs.ERK()` or `tfs.PerLayer({...})`.
         layers: which layers to consider: names, regexes (matched against a
-            layer's name or its slash-joined path) or layer types. None
-            selects every supported layer.
+            layer's name or its slash-joined path, or those of a block that
+            contains it) or layer types. None selects every supported layer.
 
     Returns:
-        The sparse model.
+        The sparse model (`model` itself, or the wrapper of a single layer).
 
     Raises:
         ValueError: the model is unbuilt or already sparse, a selector
             matches nothing or names an unsupported layer, or the
-            distribution cannot reach the target.
+            distribution cannot reach the target or keeps every layer dense.
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"sparsify expects a Keras model or layer, got {model!r}.")
@@ -90,18 +103,18 @@ def sparsify(model, method, distribution=None, layers=None):
             "is a SparseWrapper). Call `tfs.strip(model)` first to sparsify "
             "it again with another method."
         )
+    if kernels_lib.is_supported(model):
+        return _sparsify_single_layer(model, method, distribution, layers)
     infos = layer_infos(model)
     _check_unbuilt(model)
     if layers is not None:
         _select(model, infos, layers)
     if not any(info.selected for info in infos):
-        raise ValueError(f"Model '{model.name}' has no layer that can be made sparse.")
-    sparsities = distribution.layer_sparsities(infos, method.final_sparsity)
-    targets = {
-        id(info.layer): target
-        for info, target in zip(infos, sparsities)
-        if info.selected and (target is None or target > 0.0)
-    }
+        raise ValueError(
+            f"Model '{model.name}' has no layer that can be made sparse; "
+            f"supported types: {kernels_lib.supported_type_names()}."
+        )
+    targets = _targets(model, infos, method, distribution)
     if isinstance(method, methods_lib.RegularizedMethod):
         _check_training_reaches(model, targets, method)
 
@@ -110,7 +123,45 @@ def sparsify(model, method, distribution=None, layers=None):
             return None
         return SparseWrapper(layer, method, target_sparsity=targets[id(layer)])
 
-    return tree.transform(model, wrap, stop=is_sparse)
+    tree.transform(model, wrap, stop=is_sparse)
+    return model
+
+
+def _targets(model, infos, method, distribution):
+    """`{id(layer): final sparsity}` of the layers to wrap."""
+    sparsities = distribution.layer_sparsities(infos, method.final_sparsity)
+    targets = {
+        id(info.layer): target
+        for info, target in zip(infos, sparsities)
+        if info.selected and (target is None or target > 0.0)
+    }
+    if not targets:
+        raise ValueError(
+            f"{distribution!r} keeps every selected layer of model "
+            f"'{model.name}' dense, so nothing would become sparse. Leave at "
+            "least one layer out of `dense=`."
+        )
+    return targets
+
+
+def _sparsify_single_layer(layer, method, distribution, layers):
+    if layers is not None:
+        raise ValueError(
+            f"`layers=` selects layers inside a model; '{layer.name}' is a "
+            "single layer. Pass it without `layers=`."
+        )
+    infos = [
+        selection.LayerInfo(
+            layer=layer,
+            name_path=(layer.name,),
+            shapes=[
+                tuple(getattr(layer, a).shape)
+                for a in kernels_lib.kernel_attributes(layer)
+            ],
+        )
+    ]
+    targets = _targets(layer, infos, method, distribution)
+    return SparseWrapper(layer, method, target_sparsity=targets[id(layer)])
 
 
 def _check_training_reaches(model, targets, method):
@@ -149,29 +200,46 @@ def _check_unbuilt(model):
 
 
 def _select(model, infos, selectors):
-    selectors = [selectors] if isinstance(selectors, (str, type)) else list(selectors)
-    every = [node for node in tree.walk(model)]
+    if isinstance(selectors, (str, type)):
+        selectors = [selectors]
+    elif not isinstance(selectors, (list, tuple, set)):
+        raise TypeError(
+            "`layers=` takes a name, regex or layer class, or a list of them; "
+            f"got {selectors!r}."
+        )
+    selectors = list(selectors)
+    if not selectors:
+        raise ValueError(
+            "`layers=[]` selects no layer. Pass None (the default) to select "
+            "every supported layer, or name the layers to make sparse."
+        )
     chosen = set()
     for selector in selectors:
-        hits = [info for info in infos if distributions_lib.matches(selector, info)]
-        for node in every:
-            layer = node.layer
-            if kernels_lib.is_supported(layer):
-                continue
-            path = tree.path_string(node.name_path)
-            exact = isinstance(selector, str) and selector in (layer.name, path)
-            by_type = isinstance(selector, type) and isinstance(layer, selector)
-            if exact or (by_type and not hits):
-                raise ValueError(
-                    f"Cannot sparsify layer '{path}': "
-                    f"{kernels_lib.unsupported_reason(layer)}."
-                )
+        selection.check_selector(selector, "sparsify(layers=...)")
+        hits = [info for info in infos if selection.matches(selector, info)]
         if not hits:
-            raise ValueError(
-                f"Selector {selector!r} in `layers=` matches no layer of model "
-                f"'{model.name}'. Sparsifiable layers: "
-                f"{', '.join(info.path for info in infos)}."
-            )
+            _raise_unmatched(model, infos, selector)
         chosen.update(id(info) for info in hits)
     for info in infos:
         info.selected = id(info) in chosen
+
+
+def _raise_unmatched(model, infos, selector):
+    """The error for a selector that reaches no supported layer."""
+    for node in tree.walk(model):
+        named = isinstance(selector, str) and selector in (
+            node.layer.name,
+            tree.path_string(node.name_path),
+        )
+        typed = isinstance(selector, type) and isinstance(node.layer, selector)
+        if named or typed:
+            raise ValueError(
+                f"Cannot sparsify layer '{tree.path_string(node.name_path)}': "
+                f"{kernels_lib.unsupported_reason(node.layer)}, and it "
+                "contains no layer that can be."
+            )
+    raise ValueError(
+        f"Selector {selector!r} in `layers=` matches no layer of model "
+        f"'{model.name}'. Sparsifiable layers: "
+        f"{', '.join(info.path for info in infos)}."
+    )

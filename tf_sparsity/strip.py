@@ -1,8 +1,11 @@
 """`strip()`: a plain Keras model with the sparse kernels folded in."""
 
+import contextlib
+
 import keras
 from keras import ops
 
+from tf_sparsity import copying
 from tf_sparsity import sparsify as sparsify_lib
 from tf_sparsity import tree
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
@@ -10,38 +13,136 @@ from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 _WRAPPER_NAME = keras.saving.get_registered_name(SparseWrapper)
 
 
-def strip(model):
+def strip(model, in_place=False):
     """Returns a plain Keras model computing what `model` computes in inference.
 
-    The result has the structure of the model before `sparsify` (no wrapper
-    classes, no mask or noise variables), fresh variables holding the
-    sparse kernels (zeros where pruned) and copies of every other weight. The
-    sparse model is left untouched and can keep training.
+    By default the result is a new model of the same class (a keras-hub
+    `GPT2CausalLM` stays one, and generates): no wrapper classes, no mask or
+    noise variables, the sparse kernels (zeros where pruned) and copies of
+    every other weight; shared layers stay shared. It is rebuilt from the
+    model's config, and every variable of the result is checked to have been
+    filled from `model`. A model whose config cannot rebuild it (most
+    hand-written subclassed models: Keras records no constructor arguments
+    for them) is copied live instead, object by object. The sparse model is
+    left untouched and can keep training.
 
     Args:
         model: a sparse model (a model without wrappers is copied).
+        in_place: fold the sparse kernels into `model` itself and unwrap it,
+            instead of returning a copy (the model loses its masks).
 
     Returns:
-        A new, uncompiled Keras model.
+        The plain model (a new, uncompiled one unless `in_place`).
+
+    Raises:
+        ValueError: the model can be neither rebuilt nor copied; the
+            message gives both reasons.
     """
-    plain = rebuild(model, unwrap=True)
-    copy_weights(model, plain, fold=True)
+    check_model(model, "strip")
+    if in_place:
+        unwrap_in_place(model)
+        return model
+    try:
+        plain = rebuild(model, unwrap=True)
+        copy_weights(model, plain, fold=True)
+        return plain
+    except RebuildError as rebuild_error:
+        try:
+            plain = copying.copy_model(model)
+        except ValueError as copy_error:
+            raise ValueError(
+                f"{rebuild_error}\nCopying the live model failed too: "
+                f"{copy_error}\n`tfs.strip(model, in_place=True)` strips the "
+                "model itself, and `tfs.export_saved_model` exports it "
+                "directly."
+            ) from copy_error
+    unwrap_in_place(plain)
     return plain
+
+
+class RebuildError(ValueError):
+    """A model's config does not rebuild the same model."""
+
+
+def check_model(model, caller):
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"{caller} expects a Keras model, got {model!r}.")
+
+
+def unwrap_in_place(model):
+    """Folds every wrapper's inference kernels into its layer and unwraps it.
+
+    Returns:
+        `{id(layer): wrapper}` for every layer unwrapped.
+    """
+    wrappers = {}
+
+    def unwrap(layer, key_path, name_path):
+        if not sparsify_lib.is_sparse(layer):
+            return None
+        for attribute, value in layer.inference_kernels().items():
+            layer.dense_kernel(attribute).assign(ops.convert_to_numpy(value))
+        wrappers[id(layer.layer)] = layer
+        return layer.layer
+
+    tree.transform(model, unwrap, stop=sparsify_lib.is_sparse)
+    return wrappers
+
+
+@contextlib.contextmanager
+def folded(model):
+    """Runs a block with `model` unwrapped and its sparse kernels folded in.
+
+    The live model itself is changed for the duration of the block (so no
+    config is needed and any model `sparsify` accepts works), then its raw
+    kernels and its wrappers are restored exactly.
+    """
+    raw = [
+        (w.dense_kernel(a), ops.convert_to_numpy(w.dense_kernel(a)))
+        for _, w in sparsify_lib.sparse_layers(model)
+        for a in w.kernel_attributes
+    ]
+    wrappers = unwrap_in_place(model)
+    try:
+        yield model
+    finally:
+        tree.transform(model, lambda layer, *_: wrappers.get(id(layer)))
+        for variable, value in raw:
+            variable.assign(value)
 
 
 def rebuild(model, unwrap):
     """A fresh model from `model`'s config, optionally without wrappers.
 
-    Wrappers that live in graph models are part of the config; `unwrap`
-    replaces them by their inner layer. Wrappers inside subclassed models
-    and custom layers are not in any config, so the result has plain layers
-    there either way.
+    Classes are resolved from the live model first, so subclassed models
+    that were never registered (defined in a notebook, say) rebuild too.
+    Wrappers inside owners whose config rebuilds plain sublayers (subclassed
+    models, keras-hub layers) are not in any config, so the result has plain
+    layers there either way.
     """
-    config = keras.saving.serialize_keras_object(model)
-    config.pop("compile_config", None)
-    if unwrap:
-        config = _unwrap_config(config)
-    return keras.saving.deserialize_keras_object(config)
+    try:
+        config = keras.saving.serialize_keras_object(model)
+        config.pop("compile_config", None)
+        if unwrap:
+            config = _unwrap_config(config)
+        with keras.saving.custom_object_scope(live_classes(model)):
+            return keras.saving.deserialize_keras_object(config)
+    except Exception as error:  # Keras raises many types here.
+        raise RebuildError(
+            f"Cannot rebuild model '{model.name}' ({type(model).__name__}) "
+            f"from its config: {type(error).__name__}: {error}"
+        ) from error
+
+
+def live_classes(model):
+    """`{registered name: class}` of every non-Keras layer class in `model`."""
+    layers = [model] + [node.layer for node in tree.walk(model)]
+    classes = {type(layer) for layer in layers}
+    return {
+        keras.saving.get_registered_name(cls): cls
+        for cls in classes
+        if not cls.__module__.startswith("keras.")
+    }
 
 
 def _unwrap_config(config):
@@ -74,15 +175,18 @@ def copy_weights(source, target, fold):
     Layers are matched by key path (see `tree`), variables by name. Where
     `source` has a wrapper, its wrapped layer's variables are copied, with
     the kernels folded to their inference values when `fold` is true.
+    Every variable of `target` must be filled exactly once: a layer or
+    variable left at its fresh initial value raises an error naming it.
     """
     destinations = {node.key_path: node.layer for node in tree.walk(target)}
     pairs = [((), source, target)] + [
         (node.key_path, node.layer, destinations.get(node.key_path))
         for node in tree.walk(source, stop=sparsify_lib.is_sparse)
     ]
+    filled = set()
     for key_path, layer, other in pairs:
         if other is None:
-            raise ValueError(
+            raise RebuildError(
                 f"Cannot copy weights of layer '{layer.name}': the rebuilt "
                 f"model has no layer at {list(key_path)}."
             )
@@ -100,10 +204,19 @@ def copy_weights(source, target, fold):
         for variable in _own_variables(other):
             name = _variable_name(variable)
             if name not in values:
-                raise ValueError(
+                raise RebuildError(
                     f"Cannot copy weights into layer '{other.name}': variable "
                     f"'{name}' has no counterpart in '{layer.name}'."
                 )
             # A host copy: sharing the device buffer would let one model's
             # jitted step (which donates its buffers on JAX) delete the other's.
             variable.assign(ops.convert_to_numpy(values[name]))
+            filled.add(id(variable))
+    unfilled = [v.path for v in target.weights if id(v) not in filled]
+    if unfilled:
+        raise RebuildError(
+            f"Copying model '{source.name}' left {len(unfilled)} variable(s) "
+            f"of the rebuilt model unfilled ({', '.join(unfilled[:5])}): its "
+            "config builds layers the live model does not have in the same "
+            "places."
+        )

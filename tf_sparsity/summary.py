@@ -24,6 +24,9 @@ class LayerSparsity:
         target: the layer's final target sparsity (None when not wrapped,
             or when its method has no schedule).
         wrapped: whether the layer is sparsified.
+        supported: False for weights of a layer type tf_sparsity cannot
+            make sparse (they count as dense in the global sparsity; see
+            `tfs.register_sparsifiable`).
     """
 
     path: str
@@ -34,6 +37,7 @@ class LayerSparsity:
     nonzero: int
     target: object = None
     wrapped: bool = False
+    supported: bool = True
 
     @property
     def sparsity(self):
@@ -45,7 +49,9 @@ class SparsityReport:
     """Per-kernel sparsity of a model and its global sparsity.
 
     Global sparsity is the fraction of zeros over the kernels of every
-    supported layer (layers kept dense count with all their weights).
+    supported layer (layers kept dense count with all their weights) and the
+    matrices (rank >= 2 weights) of layers that cannot be made sparse, such
+    as keras-hub's `PositionEmbedding`, which count as dense.
     """
 
     layers: tuple
@@ -79,6 +85,7 @@ class SparsityReport:
                     "sparsity": row.sparsity,
                     "target": row.target,
                     "wrapped": row.wrapped,
+                    "supported": row.supported,
                 }
                 for row in self.layers
             ],
@@ -140,6 +147,13 @@ def sparsity_summary(model, print_fn=print):
         elif kernels_lib.is_supported(layer) and layer.built:
             for name in kernels_lib.kernel_attributes(layer):
                 rows.append(_row(path, layer, name, getattr(layer, name), None, False))
+        else:
+            for variable in layer._trainable_variables:
+                if len(variable.shape) >= 2:
+                    name = variable.path.rsplit("/", 1)[-1]
+                    rows.append(
+                        _row(path, layer, name, variable, None, False, supported=False)
+                    )
     report = SparsityReport(tuple(rows))
     if print_fn is not None:
         print_fn(report.table())
@@ -147,12 +161,14 @@ def sparsity_summary(model, print_fn=print):
 
 
 def _target_text(row):
+    if not row.supported:
+        return "unsupported"
     if not row.wrapped:
         return "dense"
     return "-" if row.target is None else f"{row.target:.2%}"
 
 
-def _row(path, layer, attribute, value, target, wrapped):
+def _row(path, layer, attribute, value, target, wrapped, supported=True):
     array = ops.convert_to_numpy(value)
     return LayerSparsity(
         path=path,
@@ -163,4 +179,5 @@ def _row(path, layer, attribute, value, target, wrapped):
         nonzero=int(np.count_nonzero(array)),
         target=target,
         wrapped=wrapped,
+        supported=supported,
     )

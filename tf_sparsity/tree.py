@@ -58,12 +58,12 @@ def _is_layer(value):
 
 def children(owner):
     """Yields `(step, child)` for each direct sublayer of `owner`."""
+    seen = set()
     if is_graph_model(owner):
         for child in owner.layers:
             if _is_layer(child):
+                seen.add(id(child))
                 yield ("layer", child.name), child
-        return
-    seen = set()
     for name, value in list(vars(owner).items()):
         if name in _SKIPPED_ATTRIBUTES or name.startswith("__"):
             continue
@@ -117,86 +117,123 @@ def path_string(name_path):
 
 
 def transform(root, replace_fn, stop=None):
-    """Rewrites the layer tree, replacing layers chosen by `replace_fn`.
+    """Rewrites the layer tree in place, replacing layers chosen by `replace_fn`.
+
+    Every slot that holds a replaced layer is changed: attributes, lists and
+    dicts of subclassed models and custom layers, and the graph of
+    Functional and Sequential models (their nodes now call the new layer), so
+    the model keeps its class, its methods and its shared layers: a layer
+    used in several places is replaced by one new layer everywhere.
 
     Args:
         root: the model (or layer) to rewrite.
         replace_fn: `fn(layer, key_path, name_path)` returning a new layer to
             put in place of `layer`, or None to keep it (and descend into it).
-        stop: optional predicate; layers for which it is true are kept as
-            they are and not descended into.
+        stop: optional predicate; the walk does not descend into layers
+            for which it is true (`replace_fn` still sees them).
 
     Returns:
-        The rewritten root: `root` itself (changed in place) unless it is a
-        graph model whose children changed, in which case a clone sharing all
-        unchanged layers.
+        A dict mapping `id(old)` to the new layer, for every replacement.
     """
-    rewriter = _Rewriter(replace_fn, stop)
-    result = rewriter.visit(root, (), ())
-    if rewriter.changed:
-        _reset_compiled_functions(result)
-    return result
+    replacements = {}
+    visited = {id(root)}
+    stack = [(root, (), ())]
+    while stack:
+        owner, key_path, name_path = stack.pop(0)
+        for step, child in list(children(owner)):
+            if id(child) in replacements:
+                _replace_slot(owner, step, child, replacements[id(child)])
+                continue
+            if id(child) in visited:
+                continue
+            visited.add(id(child))
+            child_key, child_names = key_path + (step,), name_path + (child.name,)
+            new = replace_fn(child, child_key, child_names)
+            if new is None:
+                if stop is None or not stop(child):
+                    stack.append((child, child_key, child_names))
+                continue
+            replacements[id(child)] = new
+            _rewire_graph_nodes(child, new)
+            _replace_slot(owner, step, child, new)
+    if replacements:
+        # The new layers may hold the old ones (a wrapper its inner layer):
+        # leave those alone.
+        new_ids = {id(layer) for layer in replacements.values()}
+        owners = [root] + [
+            node.layer
+            for node in walk(root, stop=lambda layer: id(layer) in new_ids)
+            if id(node.layer) not in new_ids
+        ]
+        for owner in owners:
+            _replace_in_tracker_all(owner, replacements)
+            _replace_in_graph_operations(owner, replacements)
+            _reset_compiled_functions(owner)
+    return replacements
 
 
-class _Rewriter:
-    def __init__(self, replace_fn, stop):
-        self.replace_fn = replace_fn
-        self.stop = stop
-        self.memo = {}
-        self.changed = False
+def _rewire_graph_nodes(old, new):
+    """Makes every graph node that called `old` call `new` instead."""
+    from keras.src.ops.node import KerasHistory
 
-    def visit(self, layer, key_path, name_path):
-        if id(layer) in self.memo:
-            return self.memo[id(layer)]
-        if key_path:
-            if self.stop is not None and self.stop(layer):
-                self.memo[id(layer)] = layer
-                return layer
-            replacement = self.replace_fn(layer, key_path, name_path)
-            if replacement is not None:
-                self.changed = True
-                self.memo[id(layer)] = replacement
-                return replacement
-        self.memo[id(layer)] = layer  # Guards against cycles.
-        new_children = {}
-        for step, child in list(children(layer)):
-            if id(child) not in new_children:
-                new_children[id(child)] = self.visit(
-                    child, key_path + (step,), name_path + (child.name,)
-                )
-            new = new_children[id(child)]
-            if new is not child and not is_graph_model(layer):
-                _replace_slot(layer, step, child, new)
-        mapping = {
-            key: new for key, new in new_children.items() if key != id(new)
-        }
-        if not mapping:
-            return layer
-        if is_graph_model(layer):
-            result = keras.models.clone_model(
-                layer, clone_function=lambda old: mapping.get(id(old), old)
+    for node in old._inbound_nodes:
+        node.operation = new
+        for tensor in node.outputs:
+            history = tensor._keras_history
+            tensor._keras_history = KerasHistory(
+                new, history.node_index, history.tensor_index
             )
-            self.memo[id(layer)] = result
-            return result
-        for old_id, new in mapping.items():
-            _replace_in_tracker(layer, old_id, new)
-        _reset_compiled_functions(layer)
-        return layer
+    object.__setattr__(new, "_inbound_nodes", list(old._inbound_nodes))
+    object.__setattr__(new, "_outbound_nodes", list(old._outbound_nodes))
+    object.__setattr__(old, "_inbound_nodes", [])
+    object.__setattr__(old, "_outbound_nodes", [])
+
+
+def _replace_in_graph_operations(owner, replacements):
+    """Replaces layers in the operation lists of a Functional (or of the
+    Functional a Sequential runs)."""
+    if isinstance(owner, keras.Sequential):
+        owner = getattr(owner, "_functional", None)
+    if _Functional is None or not isinstance(owner, _Functional):
+        return
+    swap = lambda ops: [replacements.get(id(op), op) for op in ops]
+    object.__setattr__(owner, "_operations", swap(owner._operations))
+    for depth, operations in owner._operations_by_depth.items():
+        owner._operations_by_depth[depth] = swap(operations)
+    # Node keys are "<id(operation)>_ib-<index>" (keras.src.ops.function).
+    renamed = {f"{old_id}_ib-": f"{id(new)}_ib-" for old_id, new in replacements.items()}
+    for key in list(owner._nodes):
+        prefix = key[: key.index("_ib-") + 4]
+        if prefix in renamed:
+            owner._nodes.discard(key)
+            owner._nodes.add(renamed[prefix] + key[len(prefix):])
+
+
+def _replace_in_tracker_all(owner, replacements):
+    for old_id, new in replacements.items():
+        _replace_in_tracker(owner, old_id, new)
 
 
 def _replace_in_tracker(owner, old_id, new):
-    store = getattr(owner, "_layers", None)
-    if store is None:
-        return
-    ids = [id(item) for item in store]
-    if old_id not in ids:
-        return
+    """Replaces a sublayer in `owner._layers` and its tracker's store (a
+    Sequential keeps them as two lists)."""
     tracker = getattr(owner, "_tracker", None)
-    old = store[ids.index(old_id)]
-    if tracker is not None and tracker.is_in_store("layers", old):
-        tracker.replace_tracked_value("layers", old, new)
-    else:  # pragma: no cover
-        store[ids.index(old_id)] = new
+    stores = [getattr(owner, "_layers", None)]
+    if tracker is not None and "layers" in tracker.config:
+        stores.append(tracker.config["layers"][1])
+        ids = tracker.stored_ids["layers"]
+        if old_id in ids:
+            ids.discard(old_id)
+            ids.add(id(new))
+    done = set()
+    for store in stores:
+        if store is None or id(store) in done:
+            continue
+        done.add(id(store))
+        for index, item in enumerate(store):
+            if id(item) == old_id:
+                # Plain item assignment: the tracker was updated above.
+                list.__setitem__(store, index, new)
 
 
 def _replace_slot(owner, step, old, new):
@@ -214,12 +251,20 @@ def _replace_slot(owner, step, old, new):
             list.__setitem__(container, step[2], new)
         else:
             dict.__setitem__(container, step[2], new)
-    elif kind != "tracked":  # pragma: no cover
-        raise ValueError(f"Cannot replace a layer in slot {step!r}.")
+    # "layer" (graph) and "tracked" slots are replaced by `transform`'s
+    # pass over operation lists and trackers.
+
+
+# State derived from the layer tree, rebuilt on next use after it changes:
+# Keras's traced steps and tf_sparsity's cached mask updater.
+_DERIVED_ATTRIBUTES = ("train_function", "test_function", "predict_function")
+UPDATER_ATTRIBUTE = "_tf_sparsity_mask_updater"
 
 
 def _reset_compiled_functions(model):
-    """Forgets traced train/test/predict functions after the graph changed."""
-    for name in ("train_function", "test_function", "predict_function"):
+    """Forgets traced functions and cached updaters after the tree changed."""
+    for name in _DERIVED_ATTRIBUTES:
         if hasattr(model, name):
             object.__setattr__(model, name, None)
+    if UPDATER_ATTRIBUTE in vars(model):
+        object.__delattr__(model, UPDATER_ATTRIBUTE)

@@ -19,8 +19,8 @@ from tf_sparsity import _backend
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import methods as methods_lib
 from tf_sparsity import sparsify as sparsify_lib
+from tf_sparsity import tree
 
-_CACHE_ATTRIBUTE = "_tf_sparsity_mask_updater"
 
 
 class _Entry:
@@ -30,12 +30,12 @@ class _Entry:
         self.path = path
         self.wrapper = wrapper
         self.attribute = attribute
-        self.size = int(np.prod(wrapper.kernel(attribute).shape))
+        self.size = int(np.prod(wrapper.dense_kernel(attribute).shape))
         self.seed = zlib.crc32(f"{path}/{attribute}".encode()) & 0x7FFFFFFF
 
     @property
     def kernel(self):
-        return self.wrapper.kernel(self.attribute)
+        return self.wrapper.dense_kernel(self.attribute)
 
     @property
     def mask(self):
@@ -127,6 +127,13 @@ class MaskUpdater:
             for attribute in wrapper.kernel_attributes:
                 group.entries.append(_Entry(path, wrapper, attribute))
 
+    @property
+    def has_learned_sparsity(self):
+        """Whether sparsity can change on every step (regularized methods)."""
+        return any(isinstance(g, _RampGroup) for g in self.groups) or any(
+            isinstance(w.method, methods_lib.RegularizedMethod) for w in self.wrappers
+        )
+
     def attach(self):
         """Marks every wrapper as driven by this updater (see SparseWrapper)."""
         for wrapper in self.wrappers:
@@ -160,10 +167,10 @@ class MaskUpdater:
 
 def get_updater(model):
     """The model's `MaskUpdater`, built once and cached on the model."""
-    updater = getattr(model, _CACHE_ATTRIBUTE, None)
+    updater = getattr(model, tree.UPDATER_ATTRIBUTE, None)
     if updater is None:
         updater = MaskUpdater(model)
-        object.__setattr__(model, _CACHE_ATTRIBUTE, updater)
+        object.__setattr__(model, tree.UPDATER_ATTRIBUTE, updater)
     return updater
 
 
@@ -183,6 +190,15 @@ def update_masks(model, step):
     Returns:
         True if masks were recomputed at this step.
     """
+    try:
+        value = ops.convert_to_numpy(step)
+    except Exception:  # Backends raise different types for bad values.
+        value = None
+    if value is None or value.shape != () or value.dtype.kind not in "iu":
+        raise TypeError(
+            "update_masks: `step` must be an integer step (a Python int or a "
+            f"scalar integer tensor such as optimizer.iterations), got {step!r}."
+        )
     updater = get_updater(model)
     updater.attach()
-    return updater.update(int(ops.convert_to_numpy(step)))
+    return updater.update(int(value))

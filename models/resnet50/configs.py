@@ -438,6 +438,11 @@ def _check(config):
         )
     if not config.synthetic_data and not config.dataset:
         raise ValueError("no dataset: pass --dataset NAME or --synthetic_data")
+    if config.synthetic_data and config.data_dir is not None:
+        raise ValueError(
+            f"--data_dir {config.data_dir} is given, but --synthetic_data "
+            "reads no dataset: drop one of them"
+        )
 
 
 def _check_schedule(config):

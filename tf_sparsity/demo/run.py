@@ -7,6 +7,7 @@ import time
 import keras
 
 import tf_sparsity as tfs
+from tf_sparsity import _validation as validate
 from tf_sparsity.demo import data as data_lib
 from tf_sparsity.demo import lenet
 
@@ -144,6 +145,11 @@ def run_demo(
         raise ValueError(
             f"Unknown method {method!r}; choose one of {sorted(tfs.METHODS)}."
         )
+    # Checked before any training, so a typo costs nothing.
+    validate.sparsity("demo", "sparsity", sparsity)
+    validate.integer("demo", "epochs", epochs, minimum=1)
+    validate.integer("demo", "batch_size", batch_size, minimum=1)
+    validate.number("demo", "learning_rate", learning_rate, above=0)
     data = data_lib.mnist_subset(seed=seed)
     settings = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -170,6 +176,7 @@ def run_demo(
     export_dir = None
     if export:
         export_dir = os.path.join(out_dir, "export", "1")
-        tfs.export_saved_model(sparse, export_dir)
+        # The demo owns this directory: a rerun replaces its export.
+        tfs.export_saved_model(sparse, export_dir, overwrite=True)
         print_fn(f"SavedModel for TF Serving written to {export_dir}")
     return {"dense": dense_row, "sparse": sparse_row, "export_dir": export_dir}

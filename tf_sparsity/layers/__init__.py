@@ -3,3 +3,4 @@
 from tf_sparsity.layers.kernels import is_supported
 from tf_sparsity.layers.kernels import kernel_attributes
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
+from tf_sparsity.layers.kernels import register_sparsifiable

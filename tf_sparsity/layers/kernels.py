@@ -27,13 +27,59 @@ _SUPPORTED = (
 )
 
 
+# Types registered by users; checked before the built-in table.
+_REGISTERED = []
+
+
+def register_sparsifiable(layer_class, kernel_attributes):
+    """Makes a layer type of your own sparsifiable.
+
+    The wrapper computes with sparse kernels by rebinding the named
+    attributes of the layer to `kernel * mask` for the duration of each
+    call, so the layer's `call` must read its kernels through those
+    attributes (e.g. `self.kernel`), and each must hold a variable created
+    in `build`.
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass (subclasses of it are
+            covered too).
+        kernel_attributes: name or names of the attributes holding the
+            kernels to make sparse (biases and scales are better left out).
+
+    Example:
+
+    ```python
+    tfs.register_sparsifiable(MyProjection, ["kernel"])
+    sparse = tfs.sparsify(model, tfs.MagnitudePruning(schedule))
+    ```
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "register_sparsifiable expects a keras.layers.Layer subclass, got "
+            f"{layer_class!r}."
+        )
+    if isinstance(kernel_attributes, str):
+        kernel_attributes = (kernel_attributes,)
+    kernel_attributes = tuple(kernel_attributes)
+    if not kernel_attributes or not all(
+        isinstance(name, str) and name for name in kernel_attributes
+    ):
+        raise ValueError(
+            f"register_sparsifiable({layer_class.__name__}): "
+            "`kernel_attributes` must be one or more attribute names, got "
+            f"{kernel_attributes!r}."
+        )
+    _REGISTERED[:] = [e for e in _REGISTERED if e[0] is not layer_class]
+    _REGISTERED.insert(0, (layer_class, kernel_attributes))
+
+
 def kernel_attributes(layer):
     """Names of the attributes holding `layer`'s sparsifiable kernels.
 
     Returns:
         A tuple of attribute names, or None if the layer type is unsupported.
     """
-    for layer_type, attributes in _SUPPORTED:
+    for layer_type, attributes in (*_REGISTERED, *_SUPPORTED):
         if isinstance(layer, layer_type):
             return attributes
     return None
@@ -44,7 +90,7 @@ def is_supported(layer):
 
 
 def supported_types():
-    return tuple(layer_type for layer_type, _ in _SUPPORTED)
+    return tuple(layer_type for layer_type, _ in (*_REGISTERED, *_SUPPORTED))
 
 
 def public_name(attribute):
@@ -52,13 +98,18 @@ def public_name(attribute):
     return attribute.lstrip("_")
 
 
+def supported_type_names():
+    return ", ".join(t.__name__ for t in supported_types())
+
+
 def unsupported_reason(layer):
     """Why `layer` cannot be wrapped, or None if it can."""
     if not is_supported(layer):
-        names = ", ".join(t.__name__ for t in supported_types())
         return (
             f"layer '{layer.name}' ({type(layer).__name__}) has no kernel "
-            f"that tf_sparsity can make sparse; supported types: {names}"
+            "that tf_sparsity can make sparse (register its kernel "
+            "attributes with `tfs.register_sparsifiable`); supported types: "
+            f"{supported_type_names()}"
         )
     if getattr(layer, "quantization_mode", None):
         return (
@@ -75,5 +126,12 @@ def unsupported_reason(layer):
             f"layer '{layer.name}' is not built, so its kernel shape is "
             "unknown; build the model first (call `model.build(input_shape)` "
             "or run it on a batch)"
+        )
+    missing = [a for a in kernel_attributes(layer) if getattr(layer, a, None) is None]
+    if missing:
+        return (
+            f"layer '{layer.name}' ({type(layer).__name__}) has no attribute "
+            f"{', '.join(map(repr, missing))} holding a kernel (see "
+            "`tfs.register_sparsifiable`)"
         )
     return None

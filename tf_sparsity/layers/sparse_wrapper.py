@@ -1,6 +1,7 @@
 """The Keras layer wrapper that gives a layer sparse kernels."""
 
 import keras
+from keras import ops
 
 from tf_sparsity import methods as methods_lib
 from tf_sparsity.layers import kernels as kernels_lib
@@ -83,9 +84,32 @@ class SparseWrapper(keras.layers.Wrapper):
         self.sparsity_variables = state
         self.built = True
 
-    def kernel(self, attribute):
+    def dense_kernel(self, attribute):
         """The wrapped layer's raw (dense) kernel variable `attribute`."""
         return getattr(self.layer, attribute)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails. Composite layers read
+        # attributes of their sublayers (keras-hub's TokenAndPositionEmbedding
+        # reads `token_embedding.tie_weights` in `get_config`), so the wrapper
+        # answers for its wrapped layer.
+        inner = self.__dict__.get("layer")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{name}'"
+            )
+        return getattr(inner, name)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        # A plain layer loading this entry (a sparse model restored from a
+        # config that rebuilds plain layers) then sees one entry too many
+        # and fails, instead of taking a mask for its kernel.
+        store[_SENTINEL] = ops.zeros(())
+
+    def load_own_variables(self, store):
+        entries = {key: store[key] for key in store.keys() if key != _SENTINEL}
+        super().load_own_variables(entries)
 
     def call(self, inputs, training=None, **kwargs):
         if (
@@ -142,7 +166,7 @@ class SparseWrapper(keras.layers.Wrapper):
         """Dict of the sparse kernels inference uses (what `strip` keeps)."""
         return {
             attribute: self.method.inference_kernel(
-                self, attribute, self.kernel(attribute)
+                self, attribute, self.dense_kernel(attribute)
             )
             for attribute in self.kernel_attributes
         }
@@ -166,6 +190,9 @@ class SparseWrapper(keras.layers.Wrapper):
             config.pop("method"), custom_objects=custom_objects
         )
         return cls(layer, method, **config)
+
+
+_SENTINEL = "tf_sparsity_wrapper"
 
 
 def _built_input_shape(layer):

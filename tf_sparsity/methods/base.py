@@ -7,13 +7,13 @@ and in inference (`training_kernel`, `inference_kernel`, or a whole custom
 (`compute_masks`, run by the mask updater on the steps the schedule chooses).
 """
 
-import math
 import random
 import zlib
 
 import keras
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import schedules as schedules_lib
 from tf_sparsity._config import ConfigObject
@@ -90,7 +90,7 @@ class SparsityMethod(ConfigObject):
         """The wrapper's forward pass; by default, swaps in sparse kernels."""
         choose = self.training_kernel if training else self.inference_kernel
         kernels = {
-            attribute: choose(wrapper, attribute, wrapper.kernel(attribute))
+            attribute: choose(wrapper, attribute, wrapper.dense_kernel(attribute))
             for attribute in wrapper.kernel_attributes
         }
         return wrapper.call_with_kernels(inputs, kernels, training=training, **kwargs)
@@ -115,12 +115,9 @@ class PruningMethod(SparsityMethod):
 
     def __init__(self, schedule, scope="layer"):
         self.schedule = schedules_lib.get(schedule)
-        if scope not in ("layer", "global"):
-            raise ValueError(
-                f"{type(self).__name__}: `scope` must be 'layer' or 'global', "
-                f"got {scope!r}."
-            )
-        self.scope = scope
+        self.scope = validate.choice(
+            type(self).__name__, "scope", scope, ("layer", "global")
+        )
 
     @property
     def final_sparsity(self):
@@ -239,19 +236,21 @@ class RegularizedMethod(SparsityMethod):
         seed: int seed of the noise; None picks one (recorded in the config).
     """
 
+    weight_name = "weight"
+
     def __init__(self, weight, ramp=None, seed=None):
         owner = type(self).__name__
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise TypeError(f"{owner}: the regularizer weight must be a number, got {weight!r}.")
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(
-                f"{owner}: the regularizer weight must be finite and >= 0, got {weight!r}."
+        self.weight = validate.number(owner, self.weight_name, weight, minimum=0)
+        if ramp is not None and not isinstance(ramp, (schedules_lib.Ramp, dict)):
+            raise TypeError(
+                f"{owner}: `ramp` must be a tfs.Ramp(begin_step, end_step), got "
+                f"{ramp!r}."
             )
-        self.weight = float(weight)
         self.ramp = schedules_lib.get(ramp) if ramp is not None else schedules_lib.Ramp()
+        seed = validate.seed(owner, seed)
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
-        self.seed = int(seed)
+        self.seed = seed
 
     @property
     def step_schedule(self):
@@ -292,7 +291,7 @@ class RegularizedMethod(SparsityMethod):
     def call(self, wrapper, inputs, training=None, **kwargs):
         if training:
             for attribute in wrapper.kernel_attributes:
-                self.add_penalty(wrapper, attribute, wrapper.kernel(attribute))
+                self.add_penalty(wrapper, attribute, wrapper.dense_kernel(attribute))
         return super().call(wrapper, inputs, training=training, **kwargs)
 
     def get_config(self):

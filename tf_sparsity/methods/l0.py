@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import _backend
 from tf_sparsity.methods import base
 
@@ -73,6 +74,7 @@ class L0Regularization(base.RegularizedMethod):
     """
 
     name = "l0"
+    weight_name = "l0_weight"
 
     def __init__(
         self,
@@ -85,18 +87,13 @@ class L0Regularization(base.RegularizedMethod):
         seed=None,
     ):
         super().__init__(l0_weight, ramp=ramp, seed=seed)
-        if not beta > 0:
-            raise ValueError(f"L0Regularization: `beta` must be > 0, got {beta!r}.")
-        if not weight_decay >= 0:
-            raise ValueError(f"L0Regularization: `weight_decay` must be >= 0, got {weight_decay!r}.")
-        if not gate_lr_multiplier > 0:
-            raise ValueError(
-                f"L0Regularization: `gate_lr_multiplier` must be > 0, got {gate_lr_multiplier!r}."
-            )
-        self.log_alpha_init = float(log_alpha_init)
-        self.beta = float(beta)
-        self.weight_decay = float(weight_decay)
-        self.gate_lr_multiplier = float(gate_lr_multiplier)
+        owner = "L0Regularization"
+        self.log_alpha_init = validate.number(owner, "log_alpha_init", log_alpha_init)
+        self.beta = validate.number(owner, "beta", beta, above=0)
+        self.weight_decay = validate.number(owner, "weight_decay", weight_decay, minimum=0)
+        self.gate_lr_multiplier = validate.number(
+            owner, "gate_lr_multiplier", gate_lr_multiplier, above=0
+        )
 
     @property
     def l0_weight(self):

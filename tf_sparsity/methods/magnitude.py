@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity.methods import base
 
 
@@ -28,7 +29,7 @@ class MagnitudePruning(base.PruningMethod):
 
     def __init__(self, schedule, scope="layer", regrowth=False):
         super().__init__(schedule, scope=scope)
-        self.regrowth = bool(regrowth)
+        self.regrowth = validate.boolean("MagnitudePruning", "regrowth", regrowth)
 
     def training_kernel(self, wrapper, attribute, kernel):
         sparse = self.inference_kernel(wrapper, attribute, kernel)

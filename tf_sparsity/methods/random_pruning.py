@@ -4,6 +4,7 @@ import random
 
 import keras
 
+from tf_sparsity import _validation as validate
 from tf_sparsity.methods import base
 
 
@@ -29,9 +30,7 @@ class RandomPruning(base.PruningMethod):
         super().__init__(schedule, scope=scope)
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"RandomPruning: `seed` must be an int, got {seed!r}.")
-        self.seed = seed
+        self.seed = validate.seed("RandomPruning", seed)
 
     def scores(self, kernel, mask, seed):
         priority = keras.random.uniform(

@@ -1,10 +1,9 @@
 """Sparse variational dropout (Molchanov, Ashukha & Vetrov, 2017)."""
 
-import math
-
 import keras
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import _backend
 from tf_sparsity.methods import base
 
@@ -60,6 +59,7 @@ class VariationalDropout(base.RegularizedMethod):
     """
 
     name = "variational_dropout"
+    weight_name = "kl_weight"
 
     def __init__(
         self,
@@ -71,13 +71,13 @@ class VariationalDropout(base.RegularizedMethod):
         seed=None,
     ):
         super().__init__(kl_weight, ramp=ramp, seed=seed)
-        if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise ValueError(f"VariationalDropout: `threshold` must be finite, got {threshold!r}.")
-        if clip_alpha is not None and not clip_alpha > 0:
-            raise ValueError(f"VariationalDropout: `clip_alpha` must be > 0, got {clip_alpha!r}.")
-        self.threshold = float(threshold)
-        self.log_sigma2_init = float(log_sigma2_init)
-        self.clip_alpha = None if clip_alpha is None else float(clip_alpha)
+        owner = "VariationalDropout"
+        self.threshold = validate.number(owner, "threshold", threshold)
+        self.log_sigma2_init = validate.number(owner, "log_sigma2_init", log_sigma2_init)
+        self.clip_alpha = (
+            None if clip_alpha is None
+            else validate.number(owner, "clip_alpha", clip_alpha, above=0)
+        )
 
     @property
     def kl_weight(self):
@@ -144,9 +144,9 @@ class VariationalDropout(base.RegularizedMethod):
         if not training:
             return super().call(wrapper, inputs, training=training, **kwargs)
         (attribute,) = wrapper.kernel_attributes
-        self.add_penalty(wrapper, attribute, wrapper.kernel(attribute))
+        self.add_penalty(wrapper, attribute, wrapper.dense_kernel(attribute))
         state = wrapper.sparsity_variables[attribute]
-        theta = wrapper.kernel(attribute)
+        theta = wrapper.dense_kernel(attribute)
         log_sigma2 = ops.cast(state["log_sigma2"], theta.dtype)
         if self.clip_alpha is not None:
             # Clip log_alpha, then recover the variance it implies.
@@ -200,8 +200,7 @@ def set_threshold(model, threshold):
     # Imported here: sparsify imports the methods package.
     from tf_sparsity.sparsify import sparse_layers
 
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"set_threshold: `threshold` must be finite, got {threshold!r}.")
+    threshold = validate.number("set_threshold", "threshold", threshold)
     previous = None
     for _, wrapper in sparse_layers(model):
         if not isinstance(wrapper.method, VariationalDropout):

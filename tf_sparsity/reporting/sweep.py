@@ -109,10 +109,16 @@ def validate_spec(spec):
     if not isinstance(task, str) or not task:
         raise ValueError("sweep spec: 'task' must be a non-empty string")
     methods = _unique_list(spec, "methods", required=True)
+    known = known_methods()
     for method in methods:
         if not isinstance(method, str) or not method:
             raise ValueError(
                 "sweep spec: 'methods' must hold non-empty strings"
+            )
+        if method not in known:
+            raise ValueError(
+                f"sweep spec: unknown method {method!r} (known: "
+                f"{', '.join(sorted(known))}); every run would fail"
             )
     only_dense = set(methods) == {DENSE_METHOD}
     sparsities = _unique_list(spec, "sparsities", required=not only_dense)
@@ -217,6 +223,13 @@ def expand_grid(spec, out_dir=None):
                 }
             )
     return configs
+
+
+def known_methods():
+    """Method names every task accepts: the library's methods and dense."""
+    from tf_sparsity.methods import REGISTRY
+
+    return {DENSE_METHOD, *REGISTRY}
 
 
 def make_run_id(task, method, sparsity, seed, hparams=None):
