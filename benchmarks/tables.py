@@ -45,6 +45,8 @@ def step_time_table():
         where += f", batch {args['batch_size']}, {'XLA' if args['jit_compile'] else 'no XLA'}"
         if args.get("mixed_precision"):
             where += f", {args['mixed_precision']}"
+        if args.get("gradual"):
+            where += f", gradual 0→{args['sparsity']:.0%} over {args['steps'] * args['rounds']} steps, update every {args['frequency']}"
         for row in payload["results"]:
             library = row.get("library", "tf_sparsity" if row["method"] != "dense" else "keras 3")
             lines.append(
