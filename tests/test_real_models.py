@@ -21,7 +21,6 @@ import tf_sparsity as tfs
 
 keras_hub = pytest.importorskip("keras_hub")
 
-pytestmark = pytest.mark.tensorflow
 
 VOCAB = 40
 SEQ = 8
@@ -196,7 +195,22 @@ def serve_in_fresh_process(export_dir, x, tmp_path):
     return data["y"] if data.files == ["y"] else {k: data[k] for k in sorted(data.files)}
 
 
+@pytest.mark.core
+@pytest.mark.parametrize("name", ["gpt2", "unregistered_subclassed", "shared_layer"])
+def test_strip_and_save_give_the_trained_outputs_on_any_backend(name, rng, tmp_path):
+    sparse, x = trained_sparse(name, "magnitude", rng)
+    expected = as_numpy(sparse(x, training=False))
+    plain = tfs.strip(sparse)
+    assert type(plain) is type(sparse) and not tfs.sparse_layers(plain)
+    assert_same(as_numpy(plain(x, training=False)), expected)
+    if name != "unregistered_subclassed":
+        path = str(tmp_path / "model.keras")
+        tfs.save(sparse, path)
+        assert_same(as_numpy(tfs.load(path)(x, training=False)), expected)
+
+
 @pytest.mark.slow
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("method", sorted(METHODS))
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_strip_export_and_save_give_the_trained_outputs(name, method, rng, tmp_path):
@@ -233,6 +247,7 @@ def test_strip_export_and_save_give_the_trained_outputs(name, method, rng, tmp_p
     assert_same(as_numpy(loaded(x, training=False)), expected)
 
 
+@pytest.mark.tensorflow
 def test_tied_gpt2_generates_after_sparsify_and_load(rng, tmp_path):
     sparse, x = trained_sparse("gpt2", "magnitude", rng)
     # The logits reuse the token embedding: one layer, one wrapper.
@@ -257,6 +272,7 @@ def test_tied_gpt2_generates_after_sparsify_and_load(rng, tmp_path):
     )
 
 
+@pytest.mark.tensorflow
 def test_keras_load_model_refuses_a_file_only_tfs_load_can_restore(rng, tmp_path):
     sparse, x = trained_sparse("gpt2", "magnitude", rng)
     path = str(tmp_path / "gpt2.keras")
@@ -265,6 +281,7 @@ def test_keras_load_model_refuses_a_file_only_tfs_load_can_restore(rng, tmp_path
         keras.saving.load_model(path)
 
 
+@pytest.mark.tensorflow
 def test_plain_model_save_of_nested_wrappers_fails_at_load_naming_the_layer(rng, tmp_path):
     sparse, x = trained_sparse("gpt2", "magnitude", rng)
     path = str(tmp_path / "plain.keras")
@@ -273,6 +290,7 @@ def test_plain_model_save_of_nested_wrappers_fails_at_load_naming_the_layer(rng,
         keras.saving.load_model(path)
 
 
+@pytest.mark.tensorflow
 def test_functional_model_save_round_trips_with_keras(rng, tmp_path):
     sparse, x = trained_sparse("shared_layer", "magnitude", rng)
     expected = as_numpy(sparse(x))
@@ -284,6 +302,7 @@ def test_functional_model_save_round_trips_with_keras(rng, tmp_path):
     assert len(tfs.sparse_layers(loaded)) == 2
 
 
+@pytest.mark.tensorflow
 def test_model_without_a_config_strips_exports_and_refuses_save(rng, tmp_path):
     class Classifier(keras.Model):
         # Takes a layer: Keras cannot write a config for it.
@@ -316,6 +335,7 @@ def test_model_without_a_config_strips_exports_and_refuses_save(rng, tmp_path):
     assert_same(as_numpy(plain(x)), expected)
 
 
+@pytest.mark.tensorflow
 def test_keras_hub_composite_layer_get_config_reads_through_the_wrapper():
     emb = keras_hub.layers.TokenAndPositionEmbedding(VOCAB, 12, 32)
     inputs = keras.Input((12,), dtype="int32")
@@ -328,6 +348,7 @@ def test_keras_hub_composite_layer_get_config_reads_through_the_wrapper():
     assert_same(as_numpy(tfs.strip(sparse)(x)), as_numpy(sparse(x)))
 
 
+@pytest.mark.core
 def test_selecting_a_block_selects_the_layers_inside(rng):
     model = gpt2()
     sparse = tfs.sparsify(model, magnitude(), layers=["transformer_layer_0"])
@@ -336,6 +357,7 @@ def test_selecting_a_block_selects_the_layers_inside(rng):
     assert len(paths) == 6  # q, k, v, output, two FFN layers
 
 
+@pytest.mark.core
 def test_paths_do_not_need_auto_numbered_names(rng):
     gpt2()  # takes the first auto name, so the next backbone is numbered
     model = gpt2()
@@ -344,6 +366,7 @@ def test_paths_do_not_need_auto_numbered_names(rng):
     assert path.endswith("transformer_layer_1/self_attention/query")
 
 
+@pytest.mark.core
 def test_summary_lists_layers_with_weights_that_stay_dense():
     sparse = tfs.sparsify(gpt2(), magnitude())
     report = tfs.sparsity_summary(sparse, print_fn=None)
@@ -353,6 +376,7 @@ def test_summary_lists_layers_with_weights_that_stay_dense():
     assert report.size == sum(row.size for row in report.layers)
 
 
+@pytest.mark.core
 def test_registering_a_custom_layer_makes_it_sparsifiable(rng):
     class Scale(keras.layers.Layer):
         def build(self, shape):
