@@ -27,8 +27,7 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
     model, input_shape, num_classes = common.build_model(model_name)
     callbacks = [common.StepTimer()]
     if method != "dense":
-        method_class = tfs.METHODS[method]
-        if issubclass(method_class, tfs.PruningMethod):
+        if issubclass(tfs.METHODS[method], tfs.PruningMethod):
             # At the target from the first step (or, with `gradual`, from 0
             # to the target over the timed steps, as tfmot's peer run), with
             # a mask update every `frequency` steps.
@@ -38,7 +37,7 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
             )
         else:
             settings = dict(num_examples=batch_size * steps)
-        model = tfs.sparsify(model, method_class.recipe(sparsity, total_steps, **settings))
+        model = tfs.sparsify(model, tfs.make_method(method, sparsity, total_steps, **settings))
         callbacks.insert(0, tfs.SparsityCallback())
     model.compile(
         keras.optimizers.SGD(0.01, momentum=0.9),

@@ -211,8 +211,8 @@ def test_aggregate_mean_sample_std_and_count(results_dir):
 
 def test_main_metric_per_task_and_override():
     rows = [
-        make_row(task="transformer", bleu=25.0, accuracy=0.6),
-        make_row(task="lenet5", accuracy=0.99, top5=1.0),
+        make_row(task="transformer", bleu=25.0, accuracy=0.6, main_metric="bleu"),
+        make_row(task="lenet5", accuracy=0.99, top5=1.0, main_metric="accuracy"),
     ]
     metrics = {cell.task: cell.metric for cell in rows_lib.aggregate(rows)}
     assert metrics == {"transformer": "bleu", "lenet5": "accuracy"}

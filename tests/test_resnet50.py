@@ -161,7 +161,7 @@ def test_paper_presets_build_variational_dropout_and_l0():
     assert (vd.ramp.begin_step, vd.ramp.end_step) == (20_000, 68_000)
     l0 = train.make_method(configs.make_config("l0_90"), 1_281_167)
     assert isinstance(l0, tfs.L0Regularization)
-    with pytest.raises(ValueError, match="frequency is for pruning methods"):
+    with pytest.raises(ValueError, match="`frequency` is for pruning methods"):
         train.make_method(configs.make_config("l0_90", {"frequency": 10}), 1_281_167)
 
 

@@ -5,7 +5,7 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity import masks as mask_ops
-from tf_sparsity import updater as updater_lib
+from tf_sparsity.methods import updates
 from tests import models
 
 pytestmark = pytest.mark.core
@@ -61,9 +61,9 @@ def test_masks_are_computed_only_on_scheduled_steps(rng, monkeypatch):
     sparse = tfs.sparsify(models.sequential(), tfs.MagnitudePruning(schedule))
     compile_model(sparse)
     calls = []
-    original = updater_lib._MaskGroup.update
+    original = updates.MaskUpdate.update
     monkeypatch.setattr(
-        updater_lib._MaskGroup, "update", lambda self, step: (calls.append(step), original(self, step))
+        updates.MaskUpdate, "update", lambda self, step: (calls.append(step), original(self, step))
     )
     sparse.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[tfs.SparsityCallback()])
     assert calls == [3, 8, 13, 18, 20]

@@ -28,7 +28,7 @@ from tf_sparsity.methods import RandomPruning
 from tf_sparsity.methods import RegularizedMethod
 from tf_sparsity.methods import SparsityMethod
 from tf_sparsity.methods import VariationalDropout
-from tf_sparsity.methods.variational_dropout import set_threshold
+from tf_sparsity.methods import make as make_method
 from tf_sparsity.saving import load
 from tf_sparsity.saving import save
 from tf_sparsity.schedules import ConstantSparsity
@@ -44,6 +44,7 @@ from tf_sparsity.summary import SparsityReport
 from tf_sparsity.summary import sparsity_summary
 from tf_sparsity import tuning
 from tf_sparsity.tuning import choose
+from tf_sparsity.tuning import set_threshold
 from tf_sparsity.tuning import sweep_threshold
 from tf_sparsity.tuning import sweep_weight
 from tf_sparsity.updater import update_masks

@@ -91,11 +91,10 @@ class SparsityCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_start + batch
-        due = self._updater.due_groups(self._last_checked, step)
-        if due:
-            _sync_training_state(self)
-            for group, due_step in due:
-                group.update(due_step)
+        updated = self._updater.update(
+            step, self._last_checked, before_update=lambda: _sync_training_state(self)
+        )
+        if updated:
             self._stale = True
             self._log(step)
         self._last_checked = step

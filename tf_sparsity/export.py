@@ -4,7 +4,8 @@ import os
 import shutil
 
 from tf_sparsity import _backend
-from tf_sparsity import strip as strip_lib
+from tf_sparsity.strip import check_model
+from tf_sparsity.strip import folded
 
 
 def export_saved_model(
@@ -31,14 +32,14 @@ def export_saved_model(
             (default True).
         overwrite: replace an existing `export_dir`.
     """
-    strip_lib.check_model(model, "export_saved_model")
+    check_model(model, "export_saved_model")
     _backend.require_tensorflow("SavedModel export")
     export_dir = os.fspath(export_dir)
     _prepare_directory(export_dir, overwrite)
     if not strip:
         _export(model, export_dir, input_signature)
         return
-    with strip_lib.folded(model):
+    with folded(model):
         _export(model, export_dir, input_signature)
 
 

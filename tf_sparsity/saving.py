@@ -20,7 +20,7 @@ import zipfile
 
 import keras
 
-from tf_sparsity import sparsify as sparsify_lib
+from tf_sparsity.sparsify import is_sparse
 from tf_sparsity import tree
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
@@ -42,9 +42,9 @@ def sparse_wrapper_records(model):
     records = []
     all_in_config = True
     owners = {}
-    for node in tree.walk(model, stop=sparsify_lib.is_sparse):
+    for node in tree.walk(model, stop=is_sparse):
         owners[id(node.layer)] = node.owner
-        if not sparsify_lib.is_sparse(node.layer):
+        if not is_sparse(node.layer):
             continue
         owner = node.owner
         while owner is not None:
@@ -208,8 +208,8 @@ def rewrap(model, records):
     wanted = {
         tuple(tuple(step) for step in r["key_path"]): r for r in records
     }
-    for node in tree.walk(model, stop=sparsify_lib.is_sparse):
-        if sparsify_lib.is_sparse(node.layer):
+    for node in tree.walk(model, stop=is_sparse):
+        if is_sparse(node.layer):
             wanted.pop(node.key_path, None)
 
     def wrap(layer, key_path, name_path):
@@ -219,7 +219,7 @@ def rewrap(model, records):
         method = keras.saving.deserialize_keras_object(record["method"])
         return SparseWrapper(layer, method, target_sparsity=record["target_sparsity"])
 
-    tree.transform(model, wrap, stop=sparsify_lib.is_sparse)
+    tree.transform(model, wrap, stop=is_sparse)
     if wanted:
         missing = ", ".join(str(list(k)) for k in wanted)
         raise ValueError(

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from tf_sparsity import copying
-from tf_sparsity import sparsify as sparsify_lib
+from tf_sparsity.sparsify import is_sparse
+from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity import tree
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
@@ -78,14 +79,14 @@ def unwrap_in_place(model):
     wrappers = {}
 
     def unwrap(layer, key_path, name_path):
-        if not sparsify_lib.is_sparse(layer):
+        if not is_sparse(layer):
             return None
         for attribute, value in layer.inference_kernels().items():
             layer.dense_kernel(attribute).assign(ops.convert_to_numpy(value))
         wrappers[id(layer.layer)] = layer
         return layer.layer
 
-    tree.transform(model, unwrap, stop=sparsify_lib.is_sparse)
+    tree.transform(model, unwrap, stop=is_sparse)
     return wrappers
 
 
@@ -99,7 +100,7 @@ def folded(model):
     """
     raw = [
         (w.dense_kernel(a), ops.convert_to_numpy(w.dense_kernel(a)))
-        for _, w in sparsify_lib.sparse_layers(model)
+        for _, w in sparse_layers(model)
         for a in w.kernel_attributes
     ]
     wrappers = unwrap_in_place(model)
@@ -181,7 +182,7 @@ def copy_weights(source, target, fold):
     destinations = {node.key_path: node.layer for node in tree.walk(target)}
     pairs = [((), source, target)] + [
         (node.key_path, node.layer, destinations.get(node.key_path))
-        for node in tree.walk(source, stop=sparsify_lib.is_sparse)
+        for node in tree.walk(source, stop=is_sparse)
     ]
     filled = set()
     for key_path, layer, other in pairs:

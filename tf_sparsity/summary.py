@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from tf_sparsity import sparsify as sparsify_lib
+from tf_sparsity.sparsify import is_sparse
 from tf_sparsity import tree
 from tf_sparsity.layers import kernels as kernels_lib
 
@@ -131,14 +131,14 @@ def sparsity_summary(model, print_fn=print):
         A `SparsityReport` with `.global_sparsity` and `.layers`.
     """
     rows = []
-    nodes = [] if not sparsify_lib.is_sparse(model) else [
+    nodes = [] if not is_sparse(model) else [
         tree.Node(model, (), (model.name,), None)
     ]
-    nodes += list(tree.walk(model, stop=sparsify_lib.is_sparse))
+    nodes += list(tree.walk(model, stop=is_sparse))
     for node in nodes:
         layer = node.layer
         path = tree.path_string(node.name_path)
-        if sparsify_lib.is_sparse(layer):
+        if is_sparse(layer):
             kernels = layer.inference_kernels()
             rows.extend(
                 _row(path, layer.layer, name, value, layer.target_sparsity, True)

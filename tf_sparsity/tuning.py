@@ -8,6 +8,10 @@ and report sparsity/metric pairs, then pick a row for a target.
 
 import dataclasses
 
+from keras import ops
+
+from tf_sparsity import _validation as validate
+from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity import summary as summary_lib
 from tf_sparsity.methods import variational_dropout as vd_lib
 
@@ -34,15 +38,15 @@ def sweep_threshold(model, evaluate, thresholds=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5
     Returns:
         List of `SweepRow`, one per threshold.
     """
-    original = vd_lib.set_threshold(model, thresholds[0])
+    original = set_threshold(model, thresholds[0])
     rows = []
     try:
         for threshold in thresholds:
-            vd_lib.set_threshold(model, threshold)
+            set_threshold(model, threshold)
             report = summary_lib.sparsity_summary(model, print_fn=None)
             rows.append(SweepRow(float(threshold), report.global_sparsity, float(evaluate(model))))
     finally:
-        vd_lib.set_threshold(model, original)
+        set_threshold(model, original)
     return rows
 
 
@@ -88,3 +92,30 @@ def format_rows(rows, name="setting"):
     lines = [f"{name:>12}  {'sparsity':>9}  {'metric':>8}"]
     lines += [f"{r.setting:>12.4g}  {r.global_sparsity:>9.2%}  {r.metric:>8.4f}" for r in rows]
     return "\n".join(lines)
+
+
+def set_threshold(model, threshold):
+    """Re-evaluates a trained VD model at another log-alpha threshold.
+
+    No retraining or retracing: the threshold is a variable of each layer.
+    The paper swept thresholds from 0 to 5.
+
+    Args:
+        model: a model sparsified with `VariationalDropout`.
+        threshold: the new threshold (finite float).
+
+    Returns:
+        The previous threshold of the first VD layer.
+    """
+    threshold = validate.number("set_threshold", "threshold", threshold)
+    previous = None
+    for _, wrapper in sparse_layers(model):
+        if not isinstance(wrapper.method, vd_lib.VariationalDropout):
+            continue
+        for state in wrapper.sparsity_variables.values():
+            if previous is None:
+                previous = float(ops.convert_to_numpy(state["threshold"]))
+            state["threshold"].assign(float(threshold))
+    if previous is None:
+        raise ValueError(f"Model '{model.name}' has no VariationalDropout layer.")
+    return previous

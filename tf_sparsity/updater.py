@@ -10,92 +10,11 @@ Mask variables are assigned outside the replicas' step (cross-replica
 context), so under `tf.distribute` every replica receives the same values.
 """
 
-import zlib
-
-import numpy as np
 from keras import ops
 
-from tf_sparsity import _backend
-from tf_sparsity import masks as mask_ops
-from tf_sparsity import methods as methods_lib
-from tf_sparsity import sparsify as sparsify_lib
+from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity import tree
-
-
-
-class _Entry:
-    """One sparse kernel: its wrapper, attribute, path and stable seed."""
-
-    def __init__(self, path, wrapper, attribute):
-        self.path = path
-        self.wrapper = wrapper
-        self.attribute = attribute
-        self.size = int(np.prod(wrapper.dense_kernel(attribute).shape))
-        self.seed = zlib.crc32(f"{path}/{attribute}".encode()) & 0x7FFFFFFF
-
-    @property
-    def kernel(self):
-        return self.wrapper.dense_kernel(self.attribute)
-
-    @property
-    def mask(self):
-        return self.wrapper.sparsity_variables[self.attribute]["mask"]
-
-
-class _Group:
-    """Kernels sharing one method (and so one schedule and one compile)."""
-
-    def __init__(self, method):
-        self.method = method
-        self.entries = []
-        self._compiled = None
-
-    def due_update(self, last_checked, step):
-        return self.method.step_schedule.due_update(last_checked, step)
-
-    def update(self, step):
-        raise NotImplementedError
-
-
-class _RampGroup(_Group):
-    """Kernels whose regularizer weight ramps up: refreshes the scale."""
-
-    def update(self, step):
-        value = self.method.ramp.value(step)
-        for entry in self.entries:
-            entry.wrapper.sparsity_variables[entry.attribute]["penalty_scale"].assign(value)
-
-
-class _MaskGroup(_Group):
-    """Kernels of one pruning method: recomputes their masks (XLA)."""
-
-    def num_pruned(self, step):
-        schedule = self.method.schedule
-        scale = schedule.sparsity(step) / schedule.final_sparsity if (
-            schedule.final_sparsity > 0
-        ) else 0.0
-        counts = []
-        for entry in self.entries:
-            target = entry.wrapper.target_sparsity
-            if target is None:
-                target = schedule.final_sparsity
-            counts.append(mask_ops.num_to_prune(min(target * scale, 1.0), entry.size))
-        return counts
-
-    def update(self, step):
-        if self._compiled is None:
-            seeds = [entry.seed for entry in self.entries]
-            method = self.method
-
-            def compute(kernels, masks, counts):
-                return method.compute_masks(kernels, masks, counts, seeds)
-
-            self._compiled = _backend.jit_compile(compute)
-        counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
-        kernels = [ops.convert_to_tensor(e.kernel) for e in self.entries]
-        masks = [ops.convert_to_tensor(e.mask) for e in self.entries]
-        for entry, value in zip(self.entries, self._compiled(kernels, masks, counts)):
-            entry.mask.assign(value)
+from tf_sparsity.methods import updates
 
 
 class MaskUpdater:
@@ -108,31 +27,25 @@ class MaskUpdater:
 
     def __init__(self, model):
         self.model = model
-        self.wrappers = [w for _, w in sparsify_lib.sparse_layers(model)]
+        layers = sparse_layers(model)
+        self.wrappers = [wrapper for _, wrapper in layers]
         self.groups = []
-        for path, wrapper in sparsify_lib.sparse_layers(model):
+        for path, wrapper in layers:
             if not wrapper.method.requires_step_updates:
                 continue
             group = next(
                 (g for g in self.groups if g.method == wrapper.method), None
             )
             if group is None:
-                kind = (
-                    _MaskGroup
-                    if isinstance(wrapper.method, methods_lib.PruningMethod)
-                    else _RampGroup
-                )
-                group = kind(wrapper.method)
+                group = wrapper.method.new_update_group()
                 self.groups.append(group)
             for attribute in wrapper.kernel_attributes:
-                group.entries.append(_Entry(path, wrapper, attribute))
+                group.entries.append(updates.KernelEntry(path, wrapper, attribute))
 
     @property
     def has_learned_sparsity(self):
-        """Whether sparsity can change on every step (regularized methods)."""
-        return any(isinstance(g, _RampGroup) for g in self.groups) or any(
-            isinstance(w.method, methods_lib.RegularizedMethod) for w in self.wrappers
-        )
+        """Whether sparsity can change on every step (VD, L0)."""
+        return any(w.method.learned_sparsity for w in self.wrappers)
 
     def attach(self):
         """Marks every wrapper as driven by this updater (see SparseWrapper)."""
@@ -147,19 +60,23 @@ class MaskUpdater:
             if (due := group.due_update(last_checked, step)) is not None
         ]
 
-    def update(self, step, last_checked=None):
-        """Recomputes the masks whose update is due; returns True if any was.
+    def update(self, step, last_checked=None, before_update=None):
+        """Runs the updates that are due; returns True if any was.
 
         Args:
             step: the training step about to run (`optimizer.iterations`).
             last_checked: the step of the previous check; updates scheduled in
                 (`last_checked`, `step`] are applied now. Defaults to
                 `step - 1` (only updates due exactly at `step`).
+            before_update: called once before the first update, only when
+                one is due (the callback syncs the trainer's state there).
         """
         step = int(step)
         if last_checked is None:
             last_checked = step - 1
         due = self.due_groups(last_checked, step)
+        if due and before_update is not None:
+            before_update()
         for group, due_step in due:
             group.update(due_step)
         return bool(due)

@@ -16,7 +16,6 @@ does. The model directory holds:
 """
 
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import tensorflow as tf
 from keras import ops
 
 import tf_sparsity as tfs
+from tf_sparsity.reporting import rows as rows_lib
 from tf_sparsity_models import distribute
 from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data as data_lib
@@ -34,7 +34,7 @@ from tf_sparsity_models.resnet50 import export as export_lib
 from tf_sparsity_models.resnet50 import lr_schedule
 from tf_sparsity_models.resnet50 import model as model_lib
 
-RESULT_FILENAME = "result.json"
+RESULT_FILENAME = rows_lib.RESULT_FILENAME
 BACKUP_DIRNAME = "backup"
 LOGS_DIRNAME = "logs"
 MODEL_FILENAME = "model.keras"
@@ -111,63 +111,24 @@ def build_model(config, num_classes, train_examples=None):
 
 
 def make_method(config, train_examples=None):
-    """The sparsity method of `config`, from its recipe.
-
-    `method_args` go to `tfs.METHODS[name].recipe` as they are. The schedule
-    goes there too: pruning methods take `begin_step`, `end_step` and
-    `frequency`; regularized methods (variational dropout, L0) get a linear
-    `tfs.Ramp(begin_step, end_step)` of their penalty's weight, as the
-    reference code's `sparsity_begin_step`/`sparsity_end_step` did. Recipes
-    that accept `num_examples` (to pick a default penalty weight) get
-    `train_examples`, and methods taking a `seed` get the run's seed.
-
-    Args:
-        config: a resolved `TrainConfig`.
-        train_examples: size of the training set.
+    """The sparsity method of `config`: `tfs.make_method` with the run's
+    schedule (`begin_step`, `end_step`, `frequency`), seed, training-set
+    size and `method_args`.
 
     Raises:
-        ValueError: the method is not in this tf_sparsity, or its recipe
-            rejects an argument.
+        ValueError: the method is not in this tf_sparsity, or rejects an
+            argument.
     """
-    if config.method not in tfs.METHODS:
-        available = ", ".join(sorted(tfs.METHODS))
-        raise ValueError(
-            f"method {config.method!r} is not available in this version of "
-            f"tf_sparsity (available: dense, {available})"
-        )
-    method_class = tfs.METHODS[config.method]
-    args = dict(config.method_args or {})
-    schedule = {
+    args = {
         name: getattr(config, name)
         for name in ("begin_step", "end_step", "frequency")
         if getattr(config, name) is not None
     }
-    if issubclass(method_class, tfs.PruningMethod):
-        args.update(schedule)
-    elif schedule:
-        args["ramp"] = _penalty_ramp(config, schedule)
-    if train_examples and "num_examples" in inspect.signature(method_class.recipe).parameters:
-        args.setdefault("num_examples", train_examples)
-    if "seed" in inspect.signature(method_class).parameters:
-        args.setdefault("seed", config.seed)
-    try:
-        return method_class.recipe(config.sparsity, config.steps, **args)
-    except TypeError as error:
-        raise ValueError(f"method {config.method!r}: {error}") from None
-
-
-def _penalty_ramp(config, schedule):
-    if "frequency" in schedule:
-        raise ValueError(
-            f"frequency is for pruning methods; {config.method!r} ramps its "
-            "penalty from begin_step to end_step"
-        )
-    if len(schedule) != 2:
-        raise ValueError(
-            f"{config.method!r} ramps its penalty from begin_step to end_step: "
-            "give both, or neither"
-        )
-    return tfs.Ramp(schedule["begin_step"], schedule["end_step"])
+    args.update(config.method_args or {})
+    args.setdefault("seed", config.seed)
+    return tfs.make_method(
+        config.method, config.sparsity, config.steps, num_examples=train_examples, **args
+    )
 
 
 def compile_model(model, config, train_examples):
@@ -329,7 +290,7 @@ def _callbacks(config, backup_dir, logs_dir):
 
 
 def result_row(config, model, report, metrics, wall_time, dataset, replicas):
-    """The run's result row, as `tf-sparsity report` reads it.
+    """The run's result row (`tf_sparsity.reporting.rows.make_row`).
 
     Args:
         config: the run's `TrainConfig`.
@@ -342,30 +303,33 @@ def result_row(config, model, report, metrics, wall_time, dataset, replicas):
 
     Returns:
         A JSON-friendly dict; `top1` and `top5` are fractions (None without
-        evaluation), `steps` counts optimizer steps.
+        evaluation), `steps` counts optimizer steps, `main_metric` is "top1".
     """
-    return {
-        "task": config.task,
-        "method": config.method,
-        "target_sparsity": float(config.sparsity),
-        "global_sparsity": float(report.global_sparsity),
-        "steps": int(ops.convert_to_numpy(model.optimizer.iterations)),
-        "wall_time_s": wall_time,
-        "top1": _metric(metrics, "top1"),
-        "top5": _metric(metrics, "top5"),
-        "eval_loss": _metric(metrics, "loss"),
-        "seed": config.seed,
-        "dataset": dataset,
-        "num_replicas": replicas,
-        "hparams": config.to_dict(),
-        "method_config": _method_config(model),
-        "layers": report.as_dict()["layers"],
-        "versions": {
+    return rows_lib.make_row(
+        task=config.task,
+        method=config.method,
+        target_sparsity=config.sparsity,
+        global_sparsity=report.global_sparsity,
+        steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
+        wall_time_s=wall_time,
+        main_metric="top1",
+        metrics={
+            "top1": metrics.get("top1"),
+            "top5": metrics.get("top5"),
+            "eval_loss": metrics.get("loss"),
+        },
+        seed=config.seed,
+        dataset=dataset,
+        num_replicas=replicas,
+        hparams=config.to_dict(),
+        method_config=_method_config(model),
+        layers=report.as_dict()["layers"],
+        versions={
             "tf_sparsity": tfs.__version__,
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
         },
-    }
+    )
 
 
 def _eval_data(strategy, dataset, config):
@@ -405,12 +369,8 @@ def _write_outputs(model, row, config, model_dir, print_fn):
         export_dir = os.path.join(model_dir, EXPORT_DIRNAME)
         export_lib.export_for_serving(model, export_dir, config.image_size)
         print_fn(f"SavedModel for TF Serving written to {export_dir}")
-    # Written last, whole (write then rename): a run is finished when its
-    # result row exists.
-    path = os.path.join(model_dir, RESULT_FILENAME)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        f.write(json.dumps(row, indent=2))
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    # Written last, whole: a run is finished when its result row exists.
+    path = rows_lib.write_row(model_dir, row)
     top1 = "n/a" if row["top1"] is None else f"{row['top1']:.4f}"
     print_fn(
         f"{config.method} at {row['global_sparsity']:.2%} global sparsity: "
@@ -429,11 +389,6 @@ def restored_epoch(backup_dir):
             return int(json.loads(f.read()).get("epoch", 0))
     except (tf.errors.NotFoundError, ValueError):
         return 0
-
-
-def _metric(metrics, name):
-    value = metrics.get(name)
-    return None if value is None else float(value)
 
 
 def _method_config(model):

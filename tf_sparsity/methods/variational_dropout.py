@@ -60,6 +60,8 @@ class VariationalDropout(base.RegularizedMethod):
 
     name = "variational_dropout"
     weight_name = "kl_weight"
+    # `recipe`: 0.1 / N gave ~90% sparsity on small MLPs here.
+    default_weight_factor = 0.1
 
     def __init__(
         self,
@@ -82,24 +84,6 @@ class VariationalDropout(base.RegularizedMethod):
     @property
     def kl_weight(self):
         return self.weight
-
-    @classmethod
-    def recipe(cls, target_sparsity, total_steps, num_examples=None, **overrides):
-        """VD with a linear KL ramp over the first 40% of training.
-
-        `kl_weight` is the knob (there is no direct target): pass it, or
-        `num_examples` to get `0.1 / num_examples`, a setting that gave ~90%
-        sparsity on small MLPs here. `target_sparsity` is recorded only.
-        """
-        if "kl_weight" not in overrides:
-            if num_examples is None:
-                raise ValueError(
-                    "VariationalDropout needs `kl_weight` (e.g. 1 / number of "
-                    "training examples) or `num_examples`."
-                )
-            overrides["kl_weight"] = 0.1 / num_examples
-        overrides.setdefault("ramp", base.schedules_lib.Ramp(0, max(int(0.4 * total_steps), 1)))
-        return cls(**overrides)
 
     def unsupported_reason(self, layer):
         if isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
@@ -182,33 +166,3 @@ class VariationalDropout(base.RegularizedMethod):
             "log_sigma2_init": self.log_sigma2_init,
             "clip_alpha": self.clip_alpha,
         }
-
-
-def set_threshold(model, threshold):
-    """Re-evaluates a trained VD model at another log-alpha threshold.
-
-    No retraining or retracing: the threshold is a variable of each layer.
-    The paper swept thresholds from 0 to 5.
-
-    Args:
-        model: a model sparsified with `VariationalDropout`.
-        threshold: the new threshold (finite float).
-
-    Returns:
-        The previous threshold of the first VD layer.
-    """
-    # Imported here: sparsify imports the methods package.
-    from tf_sparsity.sparsify import sparse_layers
-
-    threshold = validate.number("set_threshold", "threshold", threshold)
-    previous = None
-    for _, wrapper in sparse_layers(model):
-        if not isinstance(wrapper.method, VariationalDropout):
-            continue
-        for state in wrapper.sparsity_variables.values():
-            if previous is None:
-                previous = float(ops.convert_to_numpy(state["threshold"]))
-            state["threshold"].assign(float(threshold))
-    if previous is None:
-        raise ValueError(f"Model '{model.name}' has no VariationalDropout layer.")
-    return previous

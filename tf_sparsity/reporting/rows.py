@@ -36,10 +36,9 @@ REQUIRED_KEYS = (
     "steps",
     "wall_time_s",
 )
-METRIC_KEYS = ("top1", "top5", "bleu", "accuracy")
-#: The metric each task is judged on; other tasks use "accuracy".
-MAIN_METRIC = {"resnet50": "top1", "transformer": "bleu"}
-DEFAULT_METRIC = "accuracy"
+METRIC_KEYS = ("top1", "top5", "bleu", "bleu_tokenized", "accuracy")
+#: The key naming the metric a row's task is judged on (e.g. "top1").
+MAIN_METRIC_KEY = "main_metric"
 SOURCE_KEY = "_source"
 RESULT_FILENAME = "result.json"
 
@@ -174,9 +173,84 @@ def validate_row(row, where="row"):
             raise ValueError(f"{where}: metric '{key}' must be a number")
 
 
-def main_metric(task):
-    """The metric a task is judged on: top1, bleu, or accuracy."""
-    return MAIN_METRIC.get(task, DEFAULT_METRIC)
+def make_row(
+    task,
+    method,
+    target_sparsity,
+    global_sparsity,
+    steps,
+    wall_time_s,
+    main_metric,
+    metrics,
+    **extra,
+):
+    """One result row: the schema every task, the demo and the benchmarks
+    write, and `tf-sparsity report` reads.
+
+    Args:
+        task: the task ("resnet50", "lenet300", ...).
+        method: the method's name ("dense" for none).
+        target_sparsity: the target (None: a regularizer sweep that landed
+            between targets, kept out of the tables).
+        global_sparsity: the sparsity reached (`tfs.sparsity_summary`).
+        steps: optimizer steps run.
+        wall_time_s: seconds spent training.
+        main_metric: the name of the metric the task is judged on; it must
+            be a key of `metrics`.
+        metrics: `{name: value}` (values may be None: not evaluated).
+        **extra: further JSON-friendly fields (seed, hparams, layers, ...).
+
+    Returns:
+        The row, checked with `validate_row`.
+    """
+    if main_metric not in metrics:
+        raise ValueError(
+            f"main_metric {main_metric!r} is not among the metrics "
+            f"{sorted(metrics)}"
+        )
+    row = {
+        "task": task,
+        "method": method,
+        "target_sparsity": None if target_sparsity is None else float(target_sparsity),
+        "global_sparsity": float(global_sparsity),
+        "steps": int(steps),
+        "wall_time_s": float(wall_time_s),
+        MAIN_METRIC_KEY: main_metric,
+        **{k: None if v is None else float(v) for k, v in metrics.items()},
+        **extra,
+    }
+    validate_row(row)
+    return row
+
+
+def write_row(directory, row, filename=RESULT_FILENAME):
+    """Writes `row` to `directory/filename` whole (write, then rename), so a
+    run is finished exactly when its row exists. `directory` may be a
+    `gs://` path (written with TensorFlow's gfile)."""
+    text = json.dumps(row, indent=2)
+    path = f"{str(directory).rstrip('/')}/{filename}"
+    if "://" in str(directory):
+        import tensorflow as tf  # Only for remote storage such as gs://.
+
+        tf.io.gfile.makedirs(str(directory))
+        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+            f.write(text)
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+        return path
+    pathlib.Path(directory).mkdir(parents=True, exist_ok=True)
+    temporary = pathlib.Path(path + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+    return path
+
+
+def main_metric(rows):
+    """The metric the given rows declare as their task's (`main_metric`),
+    the most common if they differ, or None when none declares one."""
+    declared = [row[MAIN_METRIC_KEY] for row in rows if row.get(MAIN_METRIC_KEY)]
+    if not declared:
+        return None
+    return collections.Counter(declared).most_common(1)[0][0]
 
 
 def has_metric(row, metric):
@@ -208,7 +282,8 @@ def resolve_metric(rows, task, metric=None):
         if any(has_metric(row, metric) for row in task_rows):
             return metric
         return None
-    for candidate in (main_metric(task),) + METRIC_KEYS:
+    declared = main_metric(task_rows)
+    for candidate in ((declared,) if declared else ()) + METRIC_KEYS:
         if any(has_metric(row, candidate) for row in task_rows):
             return candidate
     raise ValueError(

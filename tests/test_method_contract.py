@@ -1,0 +1,147 @@
+"""The contract every sparsity method keeps, run over every entry of
+`tfs.METHODS` on both backends: a new method file gets all of it for free.
+
+A method built by `tfs.make_method` must: build its state on every kind of
+model; round-trip its config; train with `SparsityCallback` to its target
+(scheduled methods exactly; learned ones consistently with what inference
+uses); `strip` to the inference outputs; save and load mid-schedule (plain
+`.keras` for Sequential models, `tfs.save` for nested wrappers) with its
+state; and respect the distribution's dense layers and per-layer targets.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import tf_sparsity as tfs
+from tests import models
+
+pytestmark = pytest.mark.core
+
+TOTAL_STEPS = 8
+NAMES = sorted(tfs.METHODS)
+
+
+def make(name, sparsity=0.5, **overrides):
+    settings = dict(begin_step=0, end_step=4, seed=0)
+    if name in ("magnitude", "random"):
+        settings["frequency"] = 2
+    return tfs.make_method(name, sparsity, TOTAL_STEPS, num_examples=64, **settings, **overrides)
+
+
+def data(rng, kind="sequential"):
+    if kind == "sequential":
+        return rng.normal(size=(64, 8)).astype("float32"), rng.normal(size=(64, 4)).astype("float32")
+    return rng.normal(size=(16, 5, 6)).astype("float32"), rng.normal(size=(16, 5, 2)).astype("float32")
+
+
+def train(model, x, y, epochs=2):
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[tfs.SparsityCallback()])
+
+
+def state_of(model):
+    return {
+        f"{path}/{attribute}/{key}": ops.convert_to_numpy(value)
+        for path, wrapper in tfs.sparse_layers(model)
+        for attribute, variables in wrapper.sparsity_variables.items()
+        for key, value in variables.items()
+        if hasattr(value, "shape")
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_state_on_every_kernel_and_round_trips_its_config(name):
+    method = make(name)
+    assert type(method).from_config(method.get_config()) == method
+    config = keras.saving.serialize_keras_object(method)
+    assert keras.saving.deserialize_keras_object(config) == method
+    sparse = tfs.sparsify(models.subclassed(), method)
+    wrappers = [w for _, w in tfs.sparse_layers(sparse)]
+    assert wrappers and all(w.built and w.sparsity_variables for w in wrappers)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_to_its_target(name, rng):
+    x, y = data(rng)
+    sparse = tfs.sparsify(models.sequential(), make(name))
+    train(sparse, x, y, epochs=TOTAL_STEPS // 4)
+    report = tfs.sparsity_summary(sparse, print_fn=None)
+    for wrapper_row in (r for r in report.layers if r.wrapped):
+        if tfs.METHODS[name].learned_sparsity:
+            assert 0.0 <= wrapper_row.sparsity < 1.0
+        else:
+            expected = round(0.5 * wrapper_row.size) / wrapper_row.size
+            assert wrapper_row.sparsity == pytest.approx(expected, abs=1e-9), wrapper_row.path
+    # The summary counts what inference uses: the zeros `strip` folds in.
+    plain_report = tfs.sparsity_summary(tfs.strip(sparse), print_fn=None)
+    assert plain_report.nonzero == report.nonzero
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_strip_equals_inference(name, rng):
+    x, y = data(rng, "subclassed")
+    sparse = tfs.sparsify(models.subclassed(), make(name))
+    train(sparse, x, y)
+    expected = ops.convert_to_numpy(sparse(x, training=False))
+    plain = tfs.strip(sparse)
+    np.testing.assert_allclose(ops.convert_to_numpy(plain(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_save_and_load_mid_schedule(name, rng, tmp_path):
+    x, y = data(rng)
+    sparse = tfs.sparsify(models.sequential(), make(name))
+    train(sparse, x, y, epochs=1)  # Steps 0-3: mid-schedule.
+    path = str(tmp_path / "m.keras")
+    sparse.save(path)
+    loaded = keras.saving.load_model(path)
+    assert ops.convert_to_numpy(loaded.optimizer.iterations) == 4
+    before, after = state_of(sparse), state_of(loaded)
+    assert sorted(before) == sorted(after)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(x, training=False)),
+        ops.convert_to_numpy(sparse(x, training=False)), rtol=1e-6,
+    )
+    # Both finish the schedule the same way.
+    if not tfs.METHODS[name].learned_sparsity:
+        for model in (sparse, loaded):
+            for step in range(4, TOTAL_STEPS):
+                tfs.update_masks(model, step)
+        masks = lambda m: {k: v for k, v in state_of(m).items() if k.endswith("/mask")}
+        for key, value in masks(sparse).items():
+            np.testing.assert_array_equal(value, masks(loaded)[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tfs_save_and_load_nested_wrappers(name, rng, tmp_path):
+    x, y = data(rng, "subclassed")
+    sparse = tfs.sparsify(models.subclassed(), make(name))
+    train(sparse, x, y, epochs=1)
+    path = str(tmp_path / "m.keras")
+    tfs.save(sparse, path)
+    loaded = tfs.load(path)
+    assert sorted(p for p, _ in tfs.sparse_layers(loaded)) == sorted(p for p, _ in tfs.sparse_layers(sparse))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(x, training=False)),
+        ops.convert_to_numpy(sparse(x, training=False)), rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_distribution_dense_layers_and_targets(name, rng):
+    x, y = data(rng)
+    sparse = tfs.sparsify(models.sequential(), make(name), distribution=tfs.Uniform(dense=["logits"]))
+    assert [p for p, _ in tfs.sparse_layers(sparse)] == ["hidden"]
+    if tfs.METHODS[name].learned_sparsity:
+        return
+    sparse = tfs.sparsify(
+        models.sequential(), make(name), distribution=tfs.Uniform(targets={"logits": 0.25})
+    )
+    train(sparse, x, y, epochs=TOTAL_STEPS // 4)
+    rows = {r.path: r for r in tfs.sparsity_summary(sparse, print_fn=None).layers}
+    assert rows["logits"].sparsity == pytest.approx(round(0.25 * 64) / 64)
+    assert rows["hidden"].sparsity == pytest.approx(0.5)
