@@ -14,7 +14,7 @@ from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data
 from tf_sparsity_models.resnet50 import lr_schedule
 from tf_sparsity_models.resnet50 import model as model_lib
-from tf_sparsity_models.resnet50 import train
+from tf_sparsity_models.common import runner as train
 
 pytestmark = pytest.mark.tensorflow
 
@@ -246,7 +246,7 @@ def test_variational_dropout_trains_the_tiny_resnet(tmp_path):
     "flags, message",
     [
         (["--method", "pruning"], "unknown method 'pruning'"),
-        (["--method", "magnitude", "--sparsity", "1.0"], "sparsity 1.0 is not in (0, 1)"),
+        (["--method", "magnitude", "--sparsity", "1.0"], "sparsity must be below 1.0"),
         (["--sparsity", "0.5"], "sparsity 0.5 with method 'dense'"),
         (["--config", "huge"], "unknown config preset 'huge'"),
         (["--set", "stepz=3"], "unknown config key 'stepz'"),

@@ -9,7 +9,8 @@ from keras import ops
 import tf_sparsity as tfs
 from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data
-from tf_sparsity_models.resnet50 import train
+from tf_sparsity_models.common import runner
+from tf_sparsity_models.resnet50 import task as task_lib
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
@@ -30,11 +31,12 @@ def test_full_width_resnet50_trains_with_each_method(method):
             method_args={"initial_sparsity": SPARSITY, "scope": "global"},
         )
     config = configs.make_config(overrides=overrides)
-    model = train.build_model(config, num_classes=1000)
-    train.compile_model(model, config, train_examples=data.IMAGENET_TRAIN_EXAMPLES)
+    images = data.SyntheticImages(1000)
+    model = runner.build_sparse_model(task_lib.TASK, config, images)
+    task_lib.TASK.compile(model, config, images)
     # Eager steps: tracing the full graph would cost more than the steps.
     model.run_eagerly = True
-    batches = data.SyntheticImages(1000).train_dataset_fn(2, 32)(None)
+    batches = images.train_dataset_fn(2, 32)(None)
     callbacks = [] if method == "dense" else [tfs.SparsityCallback()]
     history = model.fit(
         batches, steps_per_epoch=2, epochs=1, callbacks=callbacks, shuffle=False, verbose=0

@@ -12,14 +12,15 @@ import pytest
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
-# Each worker trains through `train.run` (what `tf-sparsity train` calls)
+# Each worker trains through `runner.run` (what `tf-sparsity train` calls)
 # and saves its masks for the test to compare. Global-scope pruning: its
 # mask update compiles in seconds, a per-layer one of 18 kernels in ~30 s.
 WORKER_SCRIPT = """
 import sys
 import numpy as np
 from keras import ops
-from tf_sparsity_models.resnet50 import configs, train
+from tf_sparsity_models.common import runner as train
+from tf_sparsity_models.resnet50 import configs
 
 config = configs.make_config("tiny", {
     "method": "magnitude", "sparsity": 0.75, "strategy": "multi_worker",

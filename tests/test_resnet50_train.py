@@ -14,7 +14,7 @@ from tf_sparsity import cli as tfs_cli
 from tf_sparsity.reporting import rows as rows_lib
 from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data
-from tf_sparsity_models.resnet50 import train
+from tf_sparsity_models.common import runner as train
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 

@@ -53,6 +53,7 @@ def _demo(args):
     from tf_sparsity.demo import run
 
     run.run_demo(
+        callbacks=[args.boundary.callback()],
         method=args.method,
         sparsity=args.sparsity,
         epochs=args.epochs,
@@ -88,7 +89,7 @@ def _add_demo_parser(subparsers):
     parser.set_defaults(func=_demo)
 
 
-def build_parser():
+def build_parser(argv=None):
     from tf_sparsity.reporting import cli as reporting_cli
 
     parser = Parser(
@@ -98,20 +99,49 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(subparsers)
     if importlib.util.find_spec("tf_sparsity_models") is not None:
-        from tf_sparsity_models import cli as models_cli
+        from tf_sparsity_models.common import cli as models_cli
 
-        models_cli.add_train_parser(subparsers)
+        # A task's flags are its config fields: read `--task` first (and
+        # only for `train`, so other commands import no task).
+        argv = list(argv or [])
+        task = models_cli.task_from_argv(argv) if argv[:1] == ["train"] else None
+        models_cli.add_train_parser(subparsers, task)
     reporting_cli.add_report_parser(subparsers)
     reporting_cli.add_sweep_parser(subparsers)
     return parser
 
 
+class Boundary:
+    """Where bad input ends: once training has started, an error is a bug
+    (or a failure of the run) and shows its traceback; before, it is bad
+    input, reported as one `error:` line with exit code 2."""
+
+    def __init__(self):
+        self.training = False
+
+    def callback(self):
+        """A Keras callback marking that training has started."""
+        import keras
+
+        boundary = self
+
+        class TrainingStarted(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                boundary.training = True
+
+        return TrainingStarted()
+
+
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.boundary = Boundary()
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
+        if args.boundary.training:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -1,6 +1,6 @@
 """Training configurations: the defaults, the paper's presets, overrides.
 
-A run is described by one flat, frozen `TrainConfig`. It is built from the
+A run is described by one flat, frozen `ResNet50Config`. It is built from the
 defaults (the paper's ResNet-50 recipe), then a named preset (`--config`),
 then single values (`--steps 1000`, `--set key=value`), and finally
 `resolve` fills what was left to the paper (label smoothing and the sparsity
@@ -22,17 +22,17 @@ the run's `steps`.
 """
 
 import dataclasses
-import json
+
+from tf_sparsity_models.common import config as config_lib
+from tf_sparsity_models.common import task as task_lib
 
 #: Steps and batch size of every released ResNet-50 run.
 PAPER_STEPS = 128_000
 PAPER_BATCH_SIZE = 1024
 PAPER_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-TASKS = ("resnet50",)
-DENSE = "dense"
-METHODS = (DENSE, "magnitude", "random", "variational_dropout", "l0")
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DENSE = config_lib.DENSE
+#: The methods the paper compares (one preset per method and sparsity).
+PAPER_METHODS = ("magnitude", "random", "variational_dropout", "l0")
 
 # Variational dropout settings shared by all released ResNet-50 runs
 # (sparse_rn50/resnet_model.py: log sigma^2 initialized to -15; README.md:
@@ -125,89 +125,58 @@ PAPER_RUNS = {
 }
 
 
-def _field(default, help, kind=None):
-    return dataclasses.field(default=default, metadata={"help": help, "kind": kind})
+_field = config_lib.field
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (defaults: the paper's).
+class ResNet50Config(config_lib.RunConfig):
+    """A ResNet-50 run (defaults: the paper's recipe).
 
     Fields left None are filled in by `resolve`: from the paper's released
     run for this method and sparsity when there is one, else from the
     defaults the field's help names.
     """
 
-    # What to train.
-    task: str = _field("resnet50", "the reference task")
-    method: str = _field(DENSE, "sparsity method: " + ", ".join(METHODS))
-    sparsity: float = _field(0.0, "target sparsity, in (0, 1); 0 for dense")
-    seed: int = _field(0, "seed of weights, data order and random pruning")
+    task: str = _field("resnet50", "the task")
     # Model.
     blocks: tuple = _field((3, 4, 6, 3), "bottleneck blocks per stage", "ints")
-    base_width: int = _field(64, "channels of the first stage (ResNet-50: 64)")
+    base_width: int = _field(64, "channels of the first stage (ResNet-50: 64)", minimum=1)
     dense_first_conv: bool = _field(False, "keep the first convolution dense")
     last_layer_sparsity: float = _field(
-        None, "the classifier's own sparsity (default: the target)", float
+        None, "the classifier's own sparsity (default: the target)", float, minimum=0.0, below=1.0
     )
-    weight_decay: float = _field(1e-4, "L2 weight decay (wd * |w|^2 / 2)")
+    weight_decay: float = _field(1e-4, "L2 weight decay (wd * |w|^2 / 2)", minimum=0.0)
     # Data.
     dataset: str = _field("imagenet2012", "TFDS image classification dataset")
-    data_dir: str = _field(None, "TFDS data directory (default: TFDS's)", str)
     manual_dir: str = _field(
         None, "folder of manually downloaded files (ImageNet's tars), used "
         "to prepare the dataset once", str
     )
     eval_split: str = _field(None, "split to evaluate (default: validation, else test)", str)
-    synthetic_data: bool = _field(False, "random images instead of a dataset")
-    num_classes: int = _field(None, "classes of synthetic data (default 1000)", int)
-    image_size: int = _field(224, "training and evaluation image size")
-    shuffle_buffer: int = _field(10_000, "examples in the shuffle buffer")
+    num_classes: int = _field(None, "classes of synthetic data (default 1000)", int, minimum=1)
+    image_size: int = _field(
+        224, "training and evaluation image size (at least 32: five stride-2 steps)", minimum=32
+    )
+    shuffle_buffer: int = _field(10_000, "examples in the shuffle buffer", minimum=1)
     train_examples: int = _field(
-        None, "examples per epoch (default: the train split's size)", int
+        None, "examples per epoch (default: the train split's size)", int, minimum=1
     )
     # Optimization.
-    steps: int = _field(PAPER_STEPS, "training steps")
-    batch_size: int = _field(PAPER_BATCH_SIZE, "global batch size")
+    steps: int = _field(PAPER_STEPS, "training steps", minimum=1)
+    batch_size: int = _field(PAPER_BATCH_SIZE, "global batch size", minimum=1)
     learning_rate: float = _field(
-        None, "peak learning rate (default 0.1 * batch_size / 256)", float
+        None, "peak learning rate (default 0.1 * batch_size / 256)", float, above=0.0
     )
-    warmup_epochs: float = _field(5.0, "epochs of linear warm-up")
+    warmup_epochs: float = _field(5.0, "epochs of linear warm-up", minimum=0.0)
     decay_epochs: tuple = _field((30, 60, 80), "epochs where the rate is cut by 10", "ints")
-    momentum: float = _field(0.9, "Nesterov momentum")
+    momentum: float = _field(0.9, "Nesterov momentum", minimum=0.0)
     label_smoothing: float = _field(
-        None, "label smoothing (default: the paper run's, else 0.1)", float
+        None, "label smoothing (default: the paper run's, else 0.1)", float, minimum=0.0, below=1.0
     )
-    mixed_precision: str = _field(
-        None, "Keras dtype policy: " + ", ".join(PRECISIONS) + " (default: float32)", str
-    )
-    jit_compile: bool = _field(True, "compile the training step with XLA")
-    steps_per_execution: int = _field(1, "training steps per call to the device")
-    # Sparsity schedule (the method's recipe fills what is None).
-    begin_step: int = _field(None, "first pruning step (or start of the KL ramp)", int)
-    end_step: int = _field(None, "last pruning step (or end of the KL ramp)", int)
-    frequency: int = _field(None, "steps between mask updates", int)
-    method_args: dict = _field(None, "further recipe arguments, as JSON", "json")
-    # Evaluation, checkpoints, outputs.
-    eval_batch_size: int = _field(1000, "global evaluation batch size")
-    eval_steps: int = _field(
-        None, "evaluation batches (default: the whole split; 0: no evaluation)", int
-    )
-    validation_freq: int = _field(0, "also evaluate every N checkpoints (0: only at the end)")
-    checkpoint_every: int = _field(1000, "steps between backups (and log points)")
-    strategy: str = _field("default", "tf.distribute strategy: " + ", ".join(STRATEGIES))
-    tpu: str = _field(
-        None, "TPU name or grpc:// address for --strategy tpu ('local' on a "
-        "TPU VM; default: from the environment)", str
-    )
-    export: bool = _field(True, "write the SavedModel for TF Serving")
-
-    def to_dict(self):
-        """The config as a JSON-friendly dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+    eval_batch_size: int = _field(1000, "global evaluation batch size", minimum=1)
 
 
-FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+FIELDS = config_lib.fields(ResNet50Config)
 
 TINY = {
     "blocks": (1, 1, 1, 1),
@@ -231,7 +200,7 @@ TINY = {
 
 def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
-    for method in METHODS[1:]:
+    for method in PAPER_METHODS:
         for sparsity in PAPER_SPARSITIES:
             name = f"{method}_{round(sparsity * 100)}"
             presets[name] = {"method": method, "sparsity": sparsity}
@@ -246,77 +215,23 @@ PRESETS = _presets()
 
 
 def parse_value(name, text):
-    """Converts the text of `--name text` (or `--set name=text`) to a value.
-
-    Args:
-        name: a `TrainConfig` field.
-        text: its value as typed: "none" means None, booleans are
-            true/false/1/0/yes/no, tuples are comma-separated, dicts JSON.
-
-    Returns:
-        The typed value.
-
-    Raises:
-        ValueError: unknown field or a value of the wrong type.
-    """
-    field = _get_field(name)
-    kind = field.metadata["kind"] or type(field.default)
-    if isinstance(text, str) and text.strip().lower() in ("none", "null"):
-        return None
-    try:
-        if kind is bool:
-            return _parse_bool(text)
-        if kind == "ints":
-            return tuple(int(part) for part in str(text).split(",") if part.strip())
-        if kind == "json":
-            value = json.loads(text) if isinstance(text, str) else text
-            if not isinstance(value, dict):
-                raise ValueError("expected a JSON object")
-            return value
-        if kind is int:
-            return int(text)
-        if kind is float:
-            return float(text)
-        return str(text)
-    except ValueError as error:
-        raise ValueError(
-            f"bad value {text!r} for {name}: {_describe_kind(kind)} ({error})"
-        ) from None
+    """Converts the text of `--name text` to a typed value (see
+    `config_lib.parse_value`)."""
+    return config_lib.parse_value(ResNet50Config, name, text)
 
 
 def parse_assignment(text):
     """Parses one `--set key=value` into `(key, typed value)`."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set expects key=value, got {text!r}")
-    return key.strip(), parse_value(key.strip(), value)
+    return config_lib.parse_assignment(ResNet50Config, text)
 
 
 def make_config(preset=None, overrides=None):
-    """Builds and resolves a config: defaults, then `preset`, then `overrides`.
-
-    Args:
-        preset: a name in `PRESETS`, or None.
-        overrides: dict of field values (already typed), applied last.
-
-    Returns:
-        A resolved `TrainConfig`.
+    """A resolved ResNet-50 config: defaults, then `preset`, then `overrides`.
 
     Raises:
         ValueError: unknown preset or field, or a bad value.
     """
-    values = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(
-                f"unknown config preset {preset!r} (known: "
-                f"{', '.join(sorted(PRESETS))})"
-            )
-        values.update(PRESETS[preset])
-    for name, value in (overrides or {}).items():
-        _get_field(name)
-        values[name] = value
-    return resolve(TrainConfig(**values))
+    return config_lib.make_config(task_lib.get("resnet50"), preset, overrides)
 
 
 def paper_run(method, sparsity):
@@ -334,10 +249,10 @@ def resolve(config):
     schedule. The learning rate defaults to `0.1 * batch_size / 256`.
 
     Args:
-        config: a `TrainConfig`.
+        config: a `ResNet50Config`.
 
     Returns:
-        A new `TrainConfig` with those fields set.
+        A new `ResNet50Config` with those fields set.
 
     Raises:
         ValueError: naming the first bad value.
@@ -364,126 +279,15 @@ def resolve(config):
     if config.method_args is None and "method_args" not in updates:
         updates["method_args"] = {}
     resolved = dataclasses.replace(config, **updates)
-    _check_schedule(resolved)
+    config_lib.check_common(resolved)
     return resolved
 
 
 def _check(config):
-    if config.task not in TASKS:
-        raise ValueError(
-            f"unknown task {config.task!r} (known: {', '.join(TASKS)})"
-        )
-    if config.method not in METHODS:
-        raise ValueError(
-            f"unknown method {config.method!r} (known: {', '.join(METHODS)})"
-        )
-    if config.method == DENSE:
-        if config.sparsity != 0:
-            raise ValueError(
-                f"sparsity {config.sparsity} with method 'dense': a dense run "
-                "has sparsity 0"
-            )
-    elif not 0.0 < config.sparsity < 1.0:
-        raise ValueError(
-            f"sparsity {config.sparsity} is not in (0, 1) for method "
-            f"{config.method!r}"
-        )
-    if config.last_layer_sparsity is not None and not (
-        0.0 <= config.last_layer_sparsity < 1.0
-    ):
-        raise ValueError(
-            f"last_layer_sparsity {config.last_layer_sparsity} is not in [0, 1)"
-        )
-    if config.strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {config.strategy!r} (known: "
-            f"{', '.join(STRATEGIES)})"
-        )
-    if config.mixed_precision is not None and config.mixed_precision not in PRECISIONS:
-        raise ValueError(
-            f"unknown mixed_precision {config.mixed_precision!r} (known: "
-            f"{', '.join(PRECISIONS)})"
-        )
-    positive = ("steps", "batch_size", "eval_batch_size", "checkpoint_every",
-                "steps_per_execution", "base_width", "shuffle_buffer")
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("eval_steps", "validation_freq", "train_examples", "num_classes"):
-        value = getattr(config, name)
-        if value is not None and value < 0:
-            raise ValueError(f"{name} must be at least 0, got {value}")
-    # Keras runs whole groups of steps_per_execution steps: backups and the
-    # end of training must fall between groups.
-    for name in ("steps", "checkpoint_every"):
-        if getattr(config, name) % config.steps_per_execution:
-            raise ValueError(
-                f"{name} {getattr(config, name)} is not a multiple of "
-                f"steps_per_execution {config.steps_per_execution}"
-            )
-    if config.num_classes == 0 or config.train_examples == 0:
-        raise ValueError("num_classes and train_examples must be positive")
-    # Five stride-2 steps: smaller images would vanish before the classifier.
-    if config.image_size < 32:
-        raise ValueError(f"image_size must be at least 32, got {config.image_size}")
+    """The ResNet-50 rules the field declarations cannot say."""
     if len(config.blocks) != 4 or min(config.blocks) < 1:
         raise ValueError(
             f"blocks must be four positive counts, got {config.blocks}"
         )
-    if config.learning_rate is not None and config.learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {config.learning_rate}")
-    if config.label_smoothing is not None and not 0.0 <= config.label_smoothing < 1.0:
-        raise ValueError(
-            f"label_smoothing {config.label_smoothing} is not in [0, 1)"
-        )
     if not config.synthetic_data and not config.dataset:
         raise ValueError("no dataset: pass --dataset NAME or --synthetic_data")
-    if config.synthetic_data and config.data_dir is not None:
-        raise ValueError(
-            f"--data_dir {config.data_dir} is given, but --synthetic_data "
-            "reads no dataset: drop one of them"
-        )
-
-
-def _check_schedule(config):
-    for name in ("begin_step", "end_step", "frequency"):
-        value = getattr(config, name)
-        if value is not None and value < (1 if name == "frequency" else 0):
-            raise ValueError(f"{name} must not be {value}")
-    if (
-        config.begin_step is not None
-        and config.end_step is not None
-        and config.end_step <= config.begin_step
-    ):
-        raise ValueError(
-            f"end_step {config.end_step} must be after begin_step "
-            f"{config.begin_step}"
-        )
-
-
-def _get_field(name):
-    if name not in FIELDS:
-        known = ", ".join(sorted(FIELDS))
-        raise ValueError(f"unknown config key {name!r} (known: {known})")
-    return FIELDS[name]
-
-
-def _parse_bool(text):
-    if isinstance(text, bool):
-        return text
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean")
-
-
-def _describe_kind(kind):
-    return {
-        bool: "expected true or false",
-        int: "expected an integer",
-        float: "expected a number",
-        "ints": "expected comma-separated integers",
-        "json": "expected a JSON object",
-    }.get(kind, "expected a string")

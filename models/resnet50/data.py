@@ -27,6 +27,8 @@ import os
 
 import tensorflow as tf
 
+from tf_sparsity_models.common import tfds_data
+
 IMAGENET = "imagenet2012"
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_EVAL_EXAMPLES = 50_000
@@ -237,18 +239,9 @@ class TFDSImages:
     """
 
     def __init__(self, name, data_dir=None, manual_dir=None, eval_split=None):
-        tfds = _import_tfds()
-        for flag, path in (("data_dir", data_dir), ("manual_dir", manual_dir)):
-            if path is not None and not tf.io.gfile.isdir(path):
-                raise ValueError(f"--{flag} {path} does not exist")
-        try:
-            self.builder = tfds.builder(name, data_dir=data_dir)
-        except tfds.core.registered.DatasetNotFoundError:
-            raise ValueError(
-                f"unknown dataset {name!r}: not a TFDS dataset name "
-                "(see https://www.tensorflow.org/datasets/catalog)"
-            ) from None
-        self._prepare(name, manual_dir)
+        self.builder = tfds_data.open_builder(
+            name, data_dir, manual_dir, hint=_IMAGENET_HINT if name == IMAGENET else ""
+        )
         features = self.builder.info.features
         if self.builder.info.supervised_keys is None:
             raise ValueError(f"dataset {name!r} has no (image, label) keys")
@@ -263,29 +256,13 @@ class TFDSImages:
         self.info = DatasetInfo(
             name=name,
             num_classes=int(features[self.label_key].num_classes),
-            train_examples=_split_size(splits, "train")
+            train_examples=tfds_data.split_size(splits, "train")
             or (IMAGENET_TRAIN_EXAMPLES if name == IMAGENET else None),
-            eval_examples=_split_size(splits, eval_split)
+            eval_examples=tfds_data.split_size(splits, eval_split)
             or (IMAGENET_EVAL_EXAMPLES if name == IMAGENET else None),
             eval_split=eval_split,
             jpeg=image_feature.encoding_format == "jpeg",
         )
-
-    def _prepare(self, name, manual_dir):
-        tfds = _import_tfds()
-        if self.builder.is_prepared():
-            return
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        try:
-            self.builder.download_and_prepare(download_config=config)
-        except Exception as error:  # Reported as one line by the CLI.
-            hint = _IMAGENET_HINT if name == IMAGENET else ""
-            message = str(error).strip().splitlines()
-            raise ValueError(
-                f"dataset {name!r} is not prepared in "
-                f"{self.builder.data_dir} and could not be prepared: "
-                f"{message[0] if message else type(error).__name__}{hint}"
-            ) from None
 
     def _preprocess(self, dataset, preprocess, image_size):
         """Maps `(image, label)` to `(preprocess(image), one_hot(label))`."""
@@ -298,23 +275,11 @@ class TFDSImages:
         )
 
     def _read(self, split, input_context, training, seed):
-        tfds = _import_tfds()
-        # Sharding by files: each input pipeline (one per worker) reads its
-        # own files, instead of every worker reading everything.
-        shard = input_context is not None and input_context.num_input_pipelines > 1
-        read_config = tfds.ReadConfig(
-            input_context=input_context if shard else None,
-            shuffle_seed=seed,
-        )
         decoders = None
         if self.info.jpeg:
+            tfds = tfds_data.import_tfds()
             decoders = {self.image_key: tfds.decode.SkipDecoding()}
-        dataset = self.builder.as_dataset(
-            split=split,
-            shuffle_files=training,
-            decoders=decoders,
-            read_config=read_config,
-        )
+        dataset = tfds_data.read(self.builder, split, input_context, training, seed, decoders)
         return dataset.map(
             lambda example: (example[self.image_key], example[self.label_key])
         )
@@ -337,7 +302,7 @@ class TFDSImages:
         """
 
         def dataset_fn(input_context=None):
-            batch_size = _per_replica_batch(input_context, global_batch_size)
+            batch_size = tfds_data.per_replica_batch(input_context, global_batch_size)
             dataset = self._read(
                 self.info.train_split, input_context, True, shuffle_seed
             )
@@ -345,7 +310,7 @@ class TFDSImages:
             dataset = self._preprocess(dataset, preprocess_for_train, image_size)
             # Static batch shapes: needed on TPU, harmless elsewhere.
             dataset = dataset.batch(batch_size, drop_remainder=True)
-            return _finish(dataset, deterministic=False)
+            return tfds_data.finish(dataset, deterministic=False)
 
         return dataset_fn
 
@@ -367,13 +332,13 @@ class TFDSImages:
         """
 
         def dataset_fn(input_context=None):
-            batch_size = _per_replica_batch(input_context, global_batch_size)
+            batch_size = tfds_data.per_replica_batch(input_context, global_batch_size)
             dataset = self._read(self.info.eval_split, input_context, False, None)
             dataset = self._preprocess(dataset, preprocess_for_eval, image_size)
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
             if repeat:
                 dataset = dataset.repeat()
-            return _finish(dataset, deterministic=True)
+            return tfds_data.finish(dataset, deterministic=True)
 
         return dataset_fn
 
@@ -405,7 +370,7 @@ class SyntheticImages:
         num_classes = self.info.num_classes
 
         def dataset_fn(input_context=None):
-            batch_size = _per_replica_batch(input_context, global_batch_size)
+            batch_size = tfds_data.per_replica_batch(input_context, global_batch_size)
             pipeline = input_context.input_pipeline_id if input_context else 0
             # Distinct random streams per split (`stream`), input pipeline
             # and tensor (images, labels).
@@ -424,7 +389,7 @@ class SyntheticImages:
                 return images, tf.one_hot(labels, num_classes)
 
             dataset = tf.data.Dataset.range(1).map(random_batch).cache()
-            return _finish(dataset.repeat(), deterministic=True)
+            return tfds_data.finish(dataset.repeat(), deterministic=True)
 
         return dataset_fn
 
@@ -437,38 +402,6 @@ class SyntheticImages:
         """Another random batch, repeated forever: evaluate it for a fixed
         number of steps."""
         return self._dataset_fn(global_batch_size, image_size, stream=1)
-
-
-def _import_tfds():
-    # Only real datasets need TFDS, which the package does not require.
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ValueError(
-            "reading a dataset needs tensorflow-datasets (pip install "
-            "tensorflow-datasets), or train on --synthetic_data"
-        ) from None
-    return tfds
-
-
-def _per_replica_batch(input_context, global_batch_size):
-    if input_context is None:
-        return global_batch_size
-    return input_context.get_per_replica_batch_size(global_batch_size)
-
-
-def _finish(dataset, deterministic):
-    options = tf.data.Options()
-    # Training order need not be reproducible: let fast elements go first.
-    options.deterministic = deterministic
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def _split_size(splits, name):
-    try:
-        return int(splits[name].num_examples) or None
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 def load(name, data_dir=None, manual_dir=None, eval_split=None,

@@ -119,6 +119,7 @@ def run_demo(
     export=True,
     verbose=1,
     print_fn=print,
+    callbacks=(),
 ):
     """Trains LeNet-300-100 dense and sparse, compares them, exports the sparse one.
 
@@ -133,6 +134,7 @@ def run_demo(
         export: write the SavedModel to `out_dir/export/1`.
         verbose: Keras progress-bar verbosity.
         print_fn: where the comparison and the sparsity table are printed.
+        callbacks: extra Keras callbacks for both training runs.
 
     Returns:
         Dict with the dense and sparse result rows and the export path.
@@ -151,13 +153,14 @@ def run_demo(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         seed=seed, data=data, verbose=verbose,
     )
+    callbacks = list(callbacks)
     print_fn(f"Training dense LeNet-300-100 on {len(data[0][0])} MNIST images")
-    _, dense_row = train_lenet(None, **settings)
+    _, dense_row = train_lenet(None, callbacks=callbacks, **settings)
     print_fn(f"Training LeNet-300-100 with {method} (target {sparsity:.0%})")
     sparse, sparse_row = train_lenet(
         method,
         sparsity,
-        callbacks=[keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"))],
+        callbacks=[keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")), *callbacks],
         **settings,
     )
     report = tfs.sparsity_summary(sparse, print_fn=print_fn)

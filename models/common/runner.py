@@ -1,17 +1,17 @@
-"""Training, evaluating and exporting one ResNet-50 run.
+"""Training, evaluating and exporting one run of any task.
 
-`run(config, model_dir)` does everything `tf-sparsity train --task resnet50`
-does. The model directory holds:
+`run(config, model_dir)` does everything `tf-sparsity train` does. The model
+directory holds:
 
 - `result.json`: the run's result row (written last: a run is finished when
   it exists), read by `tf-sparsity report`;
 - `backup/`: `keras.callbacks.BackupAndRestore` state, written every
   `checkpoint_every` steps and deleted when training ends; a run restarted
   with the same directory resumes from it;
-- `logs/`: TensorBoard (loss, top-1/top-5, learning rate, and per-layer
-  sparsity under `logs/sparsity`);
+- `logs/`: TensorBoard (loss, metrics, learning rate, and per-layer sparsity
+  under `logs/sparsity`);
 - `model.keras`: the trained sparse model (`tfs.load` reads it);
-- `export/1/`: the stripped SavedModel for TF Serving (see `export.py`);
+- `export/1/`: the SavedModel for TF Serving (the task's `export`);
 - `workers/`: in multi-worker runs, the other workers' backups and logs.
 """
 
@@ -27,12 +27,9 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity.reporting import rows as rows_lib
-from tf_sparsity_models import distribute
-from tf_sparsity_models.resnet50 import configs
-from tf_sparsity_models.resnet50 import data as data_lib
-from tf_sparsity_models.resnet50 import export as export_lib
-from tf_sparsity_models.resnet50 import lr_schedule
-from tf_sparsity_models.resnet50 import model as model_lib
+from tf_sparsity_models.common import config as config_lib
+from tf_sparsity_models.common import distribute
+from tf_sparsity_models.common import task as task_lib
 
 RESULT_FILENAME = rows_lib.RESULT_FILENAME
 BACKUP_DIRNAME = "backup"
@@ -80,36 +77,6 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def build_model(config, num_classes, train_examples=None):
-    """The ResNet of `config`, sparsified with its method.
-
-    Call inside the strategy's scope.
-
-    Args:
-        config: a resolved `TrainConfig`.
-        num_classes: classifier outputs.
-        train_examples: size of the training set (see `make_method`).
-
-    Returns:
-        The (sparse) uncompiled model.
-    """
-    model = model_lib.resnet50(
-        num_classes=num_classes,
-        image_size=config.image_size,
-        blocks=config.blocks,
-        base_width=config.base_width,
-        weight_decay=config.weight_decay,
-    )
-    if config.method == configs.DENSE:
-        return model
-    distribution = model_lib.sparsity_distribution(
-        dense_first_conv=config.dense_first_conv,
-        last_layer_sparsity=config.last_layer_sparsity,
-    )
-    method = make_method(config, train_examples)
-    return tfs.sparsify(model, method, distribution=distribution)
-
-
 def make_method(config, train_examples=None):
     """The sparsity method of `config`: `tfs.make_method` with the run's
     schedule (`begin_step`, `end_step`, `frequency`), seed, training-set
@@ -131,33 +98,13 @@ def make_method(config, train_examples=None):
     )
 
 
-def compile_model(model, config, train_examples):
-    """Compiles with the paper's optimizer, loss and metrics.
-
-    Nesterov momentum on the warm-up + step-decay learning rate (epochs
-    counted over `train_examples`), cross-entropy with label smoothing on
-    one-hot labels, top-1 and top-5 accuracy.
-    """
-    schedule = lr_schedule.WarmupPiecewiseDecay(
-        peak_learning_rate=config.learning_rate,
-        steps_per_epoch=train_examples / config.batch_size,
-        warmup_epochs=config.warmup_epochs,
-        decay_epochs=config.decay_epochs,
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(
-            learning_rate=schedule, momentum=config.momentum, nesterov=True
-        ),
-        loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing
-        ),
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="top1"),
-            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
-        ],
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
-    )
+def build_sparse_model(task, config, data):
+    """The task's model, sparsified with the run's method (in scope)."""
+    model = task.build_model(config, data)
+    if config.method == config_lib.DENSE:
+        return model
+    method = make_method(config, data.info.train_examples)
+    return tfs.sparsify(model, method, distribution=task.distribution(config))
 
 
 def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
@@ -166,7 +113,7 @@ def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
     A run restarted with the same `model_dir` resumes from its last backup.
 
     Args:
-        config: a resolved `TrainConfig` (see `configs.make_config`).
+        config: a resolved config (`config_lib.make_config`).
         model_dir: output directory (see the module doc).
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: Keras verbosity (2: one line per Keras epoch).
@@ -183,18 +130,19 @@ def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
             "tf-sparsity train needs the TensorFlow backend "
             f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()!r}"
         )
+    task = task_lib.get(config.task)
     # First: MultiWorkerMirroredStrategy must come before any other op.
     strategy = distribute.make_strategy(config.strategy, config.tpu)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
-        return _train(strategy, config, model_dir, callbacks, verbose, print_fn)
+        return _train(task, strategy, config, model_dir, callbacks, verbose, print_fn)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(strategy, config, model_dir, extra_callbacks, verbose, print_fn):
+def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn):
     chief = distribute.is_chief(strategy)
     own_dir = distribute.worker_dir(model_dir, strategy)
     replicas = strategy.num_replicas_in_sync
@@ -204,43 +152,20 @@ def _train(strategy, config, model_dir, extra_callbacks, verbose, print_fn):
                 f"{name} {getattr(config, name)} does not split evenly over "
                 f"{replicas} replicas"
             )
-    dataset = data_lib.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        manual_dir=config.manual_dir,
-        eval_split=config.eval_split,
-        synthetic=config.synthetic_data,
-        num_classes=config.num_classes,
-        seed=config.seed,
-    )
-    info = dataset.info
+    data = task.load_data(config)
     backup_dir = os.path.join(own_dir, BACKUP_DIRNAME)
     logs_dir = os.path.join(own_dir, LOGS_DIRNAME)
     resumed_epoch = restored_epoch(backup_dir)
     if resumed_epoch and chief:
         print_fn(f"Resuming from {backup_dir} (Keras epoch {resumed_epoch})")
 
-    train_examples = (
-        config.train_examples
-        or info.train_examples
-        or data_lib.IMAGENET_TRAIN_EXAMPLES
-    )
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = build_model(config, info.num_classes, train_examples)
-        compile_model(model, config, train_examples)
+        model = build_sparse_model(task, config, data)
+        task.compile(model, config, data)
 
-    # A resumed run reshuffles with a new seed rather than replaying the
-    # examples it saw first (tf.data positions are not checkpointed).
-    train_data = strategy.distribute_datasets_from_function(
-        dataset.train_dataset_fn(
-            config.batch_size,
-            config.image_size,
-            shuffle_seed=config.seed + resumed_epoch,
-            shuffle_buffer=config.shuffle_buffer,
-        )
-    )
-    eval_data, eval_steps = _eval_data(strategy, dataset, config)
+    train_data = task.train_dataset(strategy, config, data, resumed_epoch)
+    eval_data, eval_steps = task.eval_dataset(strategy, config, data)
 
     callbacks = _callbacks(config, backup_dir, logs_dir) + list(extra_callbacks)
     validation = {}
@@ -262,15 +187,13 @@ def _train(strategy, config, model_dir, extra_callbacks, verbose, print_fn):
     )
     wall_time = time.time() - start
 
-    metrics = {}
+    results = {}
     if eval_data is not None:
-        metrics = model.evaluate(
-            eval_data, steps=eval_steps, return_dict=True, verbose=verbose
-        )
+        results = model.evaluate(eval_data, steps=eval_steps, return_dict=True, verbose=verbose)
     report = tfs.sparsity_summary(model, print_fn=print_fn if chief else None)
-    row = result_row(config, model, report, metrics, wall_time, info.name, replicas)
+    row = result_row(task, config, model, report, results, wall_time, data.info.name, replicas)
     if chief:
-        _write_outputs(model, row, config, model_dir, print_fn)
+        _write_outputs(task, model, row, config, model_dir, print_fn)
     return TrainResult(row=row, model=model, is_chief=chief)
 
 
@@ -282,29 +205,17 @@ def _callbacks(config, backup_dir, logs_dir):
         keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"),
         StopAtStep(config.steps, config.checkpoint_every),
     ]
-    if config.method != configs.DENSE:
+    if config.method != config_lib.DENSE:
         # Before TensorBoard, which then also writes the `sparsity` log.
         callbacks.append(tfs.SparsityCallback(log_dir=logs_dir))
     callbacks.append(keras.callbacks.TensorBoard(log_dir=logs_dir, write_graph=False))
     return callbacks
 
 
-def result_row(config, model, report, metrics, wall_time, dataset, replicas):
-    """The run's result row (`tf_sparsity.reporting.rows.make_row`).
-
-    Args:
-        config: the run's `TrainConfig`.
-        model: the trained model.
-        report: its `tfs.sparsity_summary`.
-        metrics: the evaluation's `{"top1", "top5", "loss"}` (may be empty).
-        wall_time: seconds this process spent in `fit`.
-        dataset: the dataset's name.
-        replicas: replicas in sync.
-
-    Returns:
-        A JSON-friendly dict; `top1` and `top5` are fractions (None without
-        evaluation), `steps` counts optimizer steps, `main_metric` is "top1".
-    """
+def result_row(task, config, model, report, results, wall_time, dataset, replicas):
+    """The run's result row (`tf_sparsity.reporting.rows.make_row`): the
+    shared fields, the task's metrics (None where not evaluated), and
+    `main_metric` naming the task's."""
     return rows_lib.make_row(
         task=config.task,
         method=config.method,
@@ -312,12 +223,8 @@ def result_row(config, model, report, metrics, wall_time, dataset, replicas):
         global_sparsity=report.global_sparsity,
         steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
         wall_time_s=wall_time,
-        main_metric="top1",
-        metrics={
-            "top1": metrics.get("top1"),
-            "top5": metrics.get("top5"),
-            "eval_loss": metrics.get("loss"),
-        },
+        main_metric=task.main_metric,
+        metrics=task.metrics(results),
         seed=config.seed,
         dataset=dataset,
         num_replicas=replicas,
@@ -332,49 +239,21 @@ def result_row(config, model, report, metrics, wall_time, dataset, replicas):
     )
 
 
-def _eval_data(strategy, dataset, config):
-    """The distributed evaluation data and its number of steps.
-
-    Returns `(None, None)` when `eval_steps` is 0.
-    """
-    if config.eval_steps == 0:
-        return None, None
-    steps = config.eval_steps
-    multi_worker = config.strategy == "multi_worker"
-    if config.synthetic_data:
-        steps = steps or 1
-    elif multi_worker and steps is None:
-        # Workers evaluate in lockstep: give all the same number of steps
-        # over repeated shards, so none runs out of data first.
-        if not dataset.info.eval_examples:
-            raise ValueError(
-                "the evaluation split's size is unknown: pass --eval_steps "
-                "for multi-worker runs"
-            )
-        steps = max(dataset.info.eval_examples // config.eval_batch_size, 1)
-    eval_fn = dataset.eval_dataset_fn(
-        config.eval_batch_size,
-        config.image_size,
-        drop_remainder=config.strategy == "tpu",
-        repeat=multi_worker,
-    )
-    return strategy.distribute_datasets_from_function(eval_fn), steps
-
-
-def _write_outputs(model, row, config, model_dir, print_fn):
+def _write_outputs(task, model, row, config, model_dir, print_fn):
     # gfile: model_dir may be a gs:// bucket (as on Cloud TPU).
     tf.io.gfile.makedirs(model_dir)
     tfs.save(model, os.path.join(model_dir, MODEL_FILENAME))
     if config.export:
         export_dir = os.path.join(model_dir, EXPORT_DIRNAME)
-        export_lib.export_for_serving(model, export_dir, config.image_size)
+        task.export(model, export_dir, config)
         print_fn(f"SavedModel for TF Serving written to {export_dir}")
     # Written last, whole: a run is finished when its result row exists.
     path = rows_lib.write_row(model_dir, row)
-    top1 = "n/a" if row["top1"] is None else f"{row['top1']:.4f}"
+    value = row.get(task.main_metric)
+    shown = "n/a" if value is None else f"{value:.4f}"
     print_fn(
         f"{config.method} at {row['global_sparsity']:.2%} global sparsity: "
-        f"top-1 {top1} after {row['steps']} steps; result row in {path}"
+        f"{task.main_metric} {shown} after {row['steps']} steps; result row in {path}"
     )
 
 

@@ -1,0 +1,2 @@
+"""What every reference task shares: the task interface and registry, run
+configs, the runner, `tf.distribute` strategies and TFDS reading."""

@@ -1,0 +1,268 @@
+"""Run configurations shared by every task: fields, presets, overrides.
+
+A run is one flat, frozen dataclass: `RunConfig` (the fields every task
+has) or a task's subclass of it. Each field declares its help text and, where
+it has them, its choices and bounds; `check_fields` validates them all in one
+loop, so a task adds fields without writing checks for them. A config is
+built from the class defaults, then a named preset (`--config`), then single
+values (`--steps 1000`, `--set key=value`), and the task's `resolve` then
+fills what was left to it (e.g. the paper's settings for that run).
+"""
+
+import dataclasses
+import json
+import numbers
+
+DENSE = "dense"
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def method_names():
+    """Every method a run can use: the library's methods and "dense"."""
+    import tf_sparsity.methods  # Only the registry is needed.
+
+    return (DENSE, *sorted(tf_sparsity.methods.REGISTRY))
+
+
+def field(
+    default, help, kind=None, choices=None, minimum=None, maximum=None, above=None, below=None
+):
+    """A config field.
+
+    Args:
+        default: the default value.
+        help: the `--help` text.
+        kind: how a typed value is parsed when the default does not say
+            (None defaults): int, float, str, bool, "ints" (comma-separated)
+            or "json" (an object).
+        choices: allowed values, or a function returning them.
+        minimum: the smallest allowed value (None: no bound).
+        maximum: the largest allowed value.
+        above: a strict lower bound (learning rates: above 0).
+        below: a strict upper bound (sparsities: below 1).
+    """
+    metadata = dict(
+        help=help, kind=kind, choices=choices, minimum=minimum, maximum=maximum,
+        above=above, below=below,
+    )
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The fields every task's run has (tasks subclass it to add theirs)."""
+
+    # What to train.
+    task: str = field(None, "the task", str)
+    method: str = field(DENSE, "sparsity method", choices=method_names)
+    sparsity: float = field(0.0, "target sparsity, in (0, 1); 0 for dense", minimum=0.0, below=1.0)
+    seed: int = field(0, "seed of weights, data order and random methods", minimum=0)
+    # Data.
+    data_dir: str = field(None, "TFDS data directory (default: TFDS's)", str)
+    synthetic_data: bool = field(False, "random data instead of a dataset")
+    # Optimization.
+    steps: int = field(1000, "training steps", minimum=1)
+    batch_size: int = field(128, "global batch size", minimum=1)
+    mixed_precision: str = field(
+        None, "Keras dtype policy (default: float32)", str, choices=PRECISIONS
+    )
+    jit_compile: bool = field(True, "compile the training step with XLA")
+    steps_per_execution: int = field(1, "training steps per call to the device", minimum=1)
+    # Sparsity schedule (the method's recipe fills what is None).
+    begin_step: int = field(None, "first pruning step (or start of the penalty ramp)", int, minimum=0)
+    end_step: int = field(None, "last pruning step (or end of the penalty ramp)", int, minimum=0)
+    frequency: int = field(None, "steps between mask updates", int, minimum=1)
+    method_args: dict = field(None, "further method arguments, as JSON", "json")
+    # Evaluation, checkpoints, outputs.
+    eval_batch_size: int = field(128, "global evaluation batch size", minimum=1)
+    eval_steps: int = field(
+        None, "evaluation batches (default: the whole split; 0: no evaluation)", int, minimum=0
+    )
+    validation_freq: int = field(0, "also evaluate every N checkpoints (0: only at the end)", minimum=0)
+    checkpoint_every: int = field(1000, "steps between backups (and log points)", minimum=1)
+    strategy: str = field("default", "tf.distribute strategy", choices=STRATEGIES)
+    tpu: str = field(
+        None, "TPU name or grpc:// address for --strategy tpu ('local' on a "
+        "TPU VM; default: from the environment)", str
+    )
+    export: bool = field(True, "write the SavedModel for TF Serving")
+
+    def to_dict(self):
+        """The config as a JSON-friendly dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def fields(config_class):
+    return {f.name: f for f in dataclasses.fields(config_class)}
+
+
+def check_fields(config):
+    """Checks every field against its declared choices and bounds.
+
+    Raises:
+        ValueError: naming the first bad field and its value.
+    """
+    for name, spec in fields(type(config)).items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        meta = spec.metadata
+        choices = meta.get("choices")
+        if callable(choices):
+            choices = choices()
+        if choices is not None and value not in choices:
+            raise ValueError(f"unknown {name} {value!r} (known: {', '.join(map(str, choices))})")
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            continue
+        if meta.get("minimum") is not None and value < meta["minimum"]:
+            raise ValueError(f"{name} must be at least {meta['minimum']}, got {value}")
+        if meta.get("maximum") is not None and value > meta["maximum"]:
+            raise ValueError(f"{name} must be at most {meta['maximum']}, got {value}")
+        if meta.get("above") is not None and value <= meta["above"]:
+            raise ValueError(f"{name} must be above {meta['above']}, got {value}")
+        if meta.get("below") is not None and value >= meta["below"]:
+            raise ValueError(f"{name} must be below {meta['below']}, got {value}")
+
+
+def check_common(config):
+    """The cross-field rules every run follows."""
+    check_fields(config)
+    if config.method == DENSE:
+        if config.sparsity != 0:
+            raise ValueError(
+                f"sparsity {config.sparsity} with method 'dense': a dense run has sparsity 0"
+            )
+    elif not 0.0 < config.sparsity < 1.0:
+        raise ValueError(
+            f"sparsity {config.sparsity} is not in (0, 1) for method {config.method!r}"
+        )
+    # Keras runs whole groups of steps_per_execution steps: backups and the
+    # end of training must fall between groups.
+    for name in ("steps", "checkpoint_every"):
+        if getattr(config, name) % config.steps_per_execution:
+            raise ValueError(
+                f"{name} {getattr(config, name)} is not a multiple of "
+                f"steps_per_execution {config.steps_per_execution}"
+            )
+    if config.synthetic_data and config.data_dir is not None:
+        raise ValueError(
+            f"--data_dir {config.data_dir} is given, but --synthetic_data "
+            "reads no dataset: drop one of them"
+        )
+    if (
+        config.begin_step is not None
+        and config.end_step is not None
+        and config.end_step <= config.begin_step
+    ):
+        raise ValueError(
+            f"end_step {config.end_step} must be after begin_step {config.begin_step}"
+        )
+
+
+def parse_value(config_class, name, text):
+    """Converts the text of `--name text` (or `--set name=text`) to a value.
+
+    "none" means None, booleans are true/false/1/0/yes/no, "ints" fields are
+    comma-separated, "json" fields JSON objects.
+
+    Raises:
+        ValueError: unknown field or a value of the wrong type.
+    """
+    spec = get_field(config_class, name)
+    kind = spec.metadata["kind"] or type(spec.default)
+    if isinstance(text, str) and text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        if kind is bool:
+            return _parse_bool(text)
+        if kind == "ints":
+            return tuple(int(part) for part in str(text).split(",") if part.strip())
+        if kind == "json":
+            value = json.loads(text) if isinstance(text, str) else text
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        return str(text)
+    except ValueError as error:
+        raise ValueError(
+            f"bad value {text!r} for {name}: {_describe_kind(kind)} ({error})"
+        ) from None
+
+
+def parse_assignment(config_class, text):
+    """Parses one `--set key=value` into `(key, typed value)`."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    return key.strip(), parse_value(config_class, key.strip(), value)
+
+
+def make_config(task, preset=None, overrides=None):
+    """Builds and resolves a task's config: defaults, `preset`, `overrides`.
+
+    Args:
+        task: a `Task`.
+        preset: a name in `task.presets`, or None.
+        overrides: dict of field values (already typed), applied last.
+
+    Returns:
+        The resolved config.
+
+    Raises:
+        ValueError: unknown preset or field, or a bad value.
+    """
+    values = {"task": task.name}
+    if preset is not None:
+        if preset not in task.presets:
+            raise ValueError(
+                f"unknown config preset {preset!r} for task {task.name!r} "
+                f"(known: {', '.join(sorted(task.presets))})"
+            )
+        values.update(task.presets[preset])
+    for name, value in (overrides or {}).items():
+        get_field(task.config_class, name)
+        values[name] = value
+    if values["task"] != task.name:
+        raise ValueError(f"task {values['task']!r} given to the {task.name!r} task")
+    config = task.config_class(**values)
+    check_common(config)
+    return task.resolve(config)
+
+
+def get_field(config_class, name):
+    known = fields(config_class)
+    if name not in known:
+        raise ValueError(f"unknown config key {name!r} (known: {', '.join(sorted(known))})")
+    return known[name]
+
+
+def default_text(spec):
+    if isinstance(spec.default, tuple):
+        return ",".join(str(part) for part in spec.default)
+    return str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+
+
+def _parse_bool(text):
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _describe_kind(kind):
+    return {
+        bool: "expected true or false",
+        int: "expected an integer",
+        float: "expected a number",
+        "ints": "expected comma-separated integers",
+        "json": "expected a JSON object",
+    }.get(kind, "expected text")

@@ -1,0 +1,105 @@
+"""The interface of a reference task, and the task registry.
+
+A task is what `tf-sparsity train --task NAME` trains: its config class and
+presets, its data, model, compilation, evaluation metrics and export. The
+shared runner (`runner.py`) does the rest (strategy, precision, sparsify,
+callbacks, resume, evaluation, saving, result row). Adding a task is one new
+folder with a module defining a `Task` and one line in `TASKS` below (or a
+call to `register` for a task of your own).
+"""
+
+import importlib
+
+from tf_sparsity_models.common import config as config_lib
+
+
+class Task:
+    """Base class of reference tasks; subclasses set the attributes and
+    override the methods marked as required.
+
+    Attributes:
+        name: the task's name (`--task`).
+        config_class: its `RunConfig` subclass.
+        presets: `{name: {field: value}}` for `--config`.
+        main_metric: the metric the task is judged on (a key of `metrics`).
+    """
+
+    name = None
+    config_class = config_lib.RunConfig
+    presets = {}
+    main_metric = None
+
+    def resolve(self, config):
+        """Task checks and task defaults for `config` (already field-checked);
+        returns the resolved config."""
+        return config
+
+    def load_data(self, config):
+        """Required: the task's data; an object with an `info` attribute
+        holding at least `name` and `train_examples`."""
+        raise NotImplementedError
+
+    def build_model(self, config, data):
+        """Required: the dense Keras model (called in the strategy scope)."""
+        raise NotImplementedError
+
+    def distribution(self, config):
+        """The `tfs` sparsity distribution of the run (None: uniform)."""
+        return None
+
+    def compile(self, model, config, data):
+        """Required: compiles `model` (optimizer, loss, metrics)."""
+        raise NotImplementedError
+
+    def train_dataset(self, strategy, config, data, resumed_epoch):
+        """Required: the distributed training dataset."""
+        raise NotImplementedError
+
+    def eval_dataset(self, strategy, config, data):
+        """`(distributed dataset, steps)` for evaluation, or `(None, None)`."""
+        return None, None
+
+    def metrics(self, results):
+        """`{name: value}` of the run's row from `model.evaluate` results
+        (None values where not evaluated); must hold `main_metric`."""
+        return {self.main_metric: results.get(self.main_metric)}
+
+    def export(self, model, export_dir, config):
+        """Writes the serving SavedModel (default: `tfs.export_saved_model`)."""
+        import tf_sparsity as tfs
+
+        tfs.export_saved_model(model, export_dir, overwrite=True)
+
+
+#: Task name -> "module:attribute" of its `Task` instance.
+TASKS = {
+    "resnet50": "tf_sparsity_models.resnet50.task:TASK",
+}
+
+_REGISTERED = {}
+
+
+def register(task):
+    """Adds a task of your own (an instance of a `Task` subclass)."""
+    if not isinstance(task, Task) or not task.name:
+        raise TypeError(f"register expects a named Task instance, got {task!r}")
+    _REGISTERED[task.name] = task
+    return task
+
+
+def names():
+    return sorted({*TASKS, *_REGISTERED})
+
+
+def get(name):
+    """The registered task `name`.
+
+    Raises:
+        ValueError: unknown task.
+    """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(names())})")
+    module, attribute = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
