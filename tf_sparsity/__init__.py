@@ -21,8 +21,13 @@ from tf_sparsity.export import export_saved_model
 from tf_sparsity.layers import SparseWrapper
 from tf_sparsity.layers import register_sparsifiable
 from tf_sparsity.methods import REGISTRY as METHODS
+from tf_sparsity.mask_files import load_masks
+from tf_sparsity.mask_files import read_masks
+from tf_sparsity.mask_files import save_masks
+from tf_sparsity.methods import FixedMask
 from tf_sparsity.methods import L0Regularization
 from tf_sparsity.methods import MagnitudePruning
+from tf_sparsity.methods import MaskedMethod
 from tf_sparsity.methods import PruningMethod
 from tf_sparsity.methods import RandomPruning
 from tf_sparsity.methods import RegularizedMethod

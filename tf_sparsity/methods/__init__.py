@@ -1,8 +1,10 @@
 """Sparsity methods, one per module, and their registry."""
 
+from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.methods.base import PruningMethod
 from tf_sparsity.methods.base import RegularizedMethod
 from tf_sparsity.methods.base import SparsityMethod
+from tf_sparsity.methods.fixed_mask import FixedMask
 from tf_sparsity.methods.l0 import L0Regularization
 from tf_sparsity.methods.magnitude import MagnitudePruning
 from tf_sparsity.methods.random_pruning import RandomPruning
@@ -14,6 +16,7 @@ REGISTRY = {
     RandomPruning.name: RandomPruning,
     VariationalDropout.name: VariationalDropout,
     L0Regularization.name: L0Regularization,
+    FixedMask.name: FixedMask,
 }
 
 

@@ -125,7 +125,35 @@ class SparsityMethod(ConfigObject):
         return {}
 
 
-class PruningMethod(SparsityMethod):
+class MaskedMethod(SparsityMethod):
+    """A method that keeps a 0/1 mask per kernel (`kernel_mask`, ...): the
+    forward pass computes with `kernel * mask`, so pruned weights get a zero
+    gradient and stay exactly zero in the effective kernel. Masks start at
+    ones; `tfs.save_masks`/`tfs.load_masks` move them between models."""
+
+    def build(self, wrapper, attribute, kernel):
+        mask = wrapper.add_weight(
+            name=f"{attribute.lstrip('_')}_mask",
+            shape=kernel.shape,
+            dtype=kernel.dtype,
+            initializer="ones",
+            trainable=False,
+            # Masks are written outside the replicas' step; if user code ever
+            # assigns one inside it, the first replica's value wins everywhere.
+            aggregation="only_first_replica",
+        )
+        return {"mask": mask}
+
+    def mask(self, wrapper, attribute):
+        return wrapper.sparsity_variables[attribute]["mask"]
+
+    def inference_kernel(self, wrapper, attribute, kernel):
+        mask = self.mask(wrapper, attribute)
+        return ops.multiply(kernel, ops.cast(mask, kernel.dtype))
+
+
+
+class PruningMethod(MaskedMethod):
     """A method that keeps a 0/1 mask per kernel, recomputed on a schedule.
 
     The forward pass computes with `kernel * mask`, so pruned weights get a
@@ -177,26 +205,6 @@ class PruningMethod(SparsityMethod):
             frequency=frequency,
         )
         return cls(schedule, **cls._seeded(overrides, seed))
-
-    def build(self, wrapper, attribute, kernel):
-        mask = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_mask",
-            shape=kernel.shape,
-            dtype=kernel.dtype,
-            initializer="ones",
-            trainable=False,
-            # Masks are written outside the replicas' step; if user code ever
-            # assigns one inside it, the first replica's value wins everywhere.
-            aggregation="only_first_replica",
-        )
-        return {"mask": mask}
-
-    def mask(self, wrapper, attribute):
-        return wrapper.sparsity_variables[attribute]["mask"]
-
-    def inference_kernel(self, wrapper, attribute, kernel):
-        mask = self.mask(wrapper, attribute)
-        return ops.multiply(kernel, ops.cast(mask, kernel.dtype))
 
     def scores(self, kernel, mask, seed):
         """Per-weight scores; the lowest are pruned at the next update.

@@ -1,0 +1,142 @@
+"""`save_masks()` / `load_masks()`: a trained model's masks, to seed new runs
+(the lottery-ticket and train-from-scratch experiments).
+
+A mask file is a compressed NumPy archive (`.npz`): one boolean array per
+sparse kernel, keyed by the layer's path and the kernel's name
+("block_1/conv/kernel"), and a JSON entry describing each kernel (shape,
+sparsity), the method and the run the masks came from. It is read without
+pickle and without TensorFlow, on any backend.
+"""
+
+import json
+import os
+
+import numpy as np
+from keras import ops
+
+from tf_sparsity.layers import kernels as kernels_lib
+from tf_sparsity.methods.base import MaskedMethod
+from tf_sparsity.sparsify import sparse_layers
+
+_META = "__tf_sparsity_masks__"
+_FORMAT_VERSION = 1
+
+
+def _masked_kernels(model, caller):
+    """`{key: (wrapper, attribute)}` of every masked kernel of `model`."""
+    found, unmasked = {}, []
+    for path, wrapper in sparse_layers(model):
+        if not isinstance(wrapper.method, MaskedMethod):
+            unmasked.append(f"{path} ({type(wrapper.method).__name__})")
+            continue
+        for attribute in wrapper.kernel_attributes:
+            found[f"{path}/{kernels_lib.public_name(attribute)}"] = (wrapper, attribute)
+    if unmasked:
+        raise ValueError(
+            f"{caller}: layers {', '.join(unmasked)} have no masks (their "
+            "sparsity is learned, not masked); use a pruning method or "
+            "tfs.FixedMask()."
+        )
+    if not found:
+        raise ValueError(
+            f"{caller}: model '{model.name}' has no sparse layer; sparsify it "
+            "first (e.g. tfs.sparsify(model, tfs.FixedMask()))."
+        )
+    return found
+
+
+def save_masks(model, path, run=None):
+    """Writes every sparse kernel's mask of `model` to `path` (`.npz`).
+
+    Args:
+        model: a sparse model whose method keeps masks (magnitude or random
+            pruning, `FixedMask`).
+        path: the file to write (".npz" is added if missing).
+        run: optional JSON-friendly description of the run the masks come
+            from (e.g. its model directory and result row's key fields).
+
+    Returns:
+        The path written.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    arrays, kernels = {}, {}
+    methods = set()
+    for key, (wrapper, attribute) in _masked_kernels(model, "save_masks").items():
+        mask = ops.convert_to_numpy(wrapper.sparsity_variables[attribute]["mask"]) > 0.5
+        arrays[key] = mask
+        kernels[key] = {
+            "shape": list(mask.shape),
+            "sparsity": float(1.0 - mask.mean()) if mask.size else 0.0,
+        }
+        methods.add(type(wrapper.method).__name__)
+    meta = {
+        "format": _FORMAT_VERSION,
+        "model": model.name,
+        "method": sorted(methods),
+        "run": run,
+        "kernels": kernels,
+    }
+    arrays[_META] = np.array(json.dumps(meta))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def read_masks(path):
+    """`(masks, meta)` of a mask file: `{key: bool array}` and its JSON
+    description (kernels with shape and sparsity, method, run)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such mask file: '{path}'.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if _META not in data.files:
+                raise ValueError("no tf_sparsity description in it")
+            meta = json.loads(str(data[_META]))
+            masks = {key: data[key] for key in data.files if key != _META}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"'{path}' is not a tf_sparsity mask file: {error}") from None
+    return masks, meta
+
+
+def load_masks(model, path):
+    """Loads the masks in `path` into the sparse kernels of `model`.
+
+    `model` must be sparsified with the same architecture (layer paths and
+    kernel shapes) and a method that keeps masks, usually `tfs.FixedMask()`.
+
+    Returns:
+        The file's description (see `read_masks`).
+
+    Raises:
+        ValueError: one error naming every kernel missing from the file,
+            every extra kernel in it, and every shape that differs.
+    """
+    masks, meta = read_masks(path)
+    targets = _masked_kernels(model, "load_masks")
+    missing = sorted(set(targets) - set(masks))
+    extra = sorted(set(masks) - set(targets))
+    mismatched = [
+        f"{key} (model {tuple(targets[key][0].dense_kernel(targets[key][1]).shape)}, "
+        f"file {masks[key].shape})"
+        for key in sorted(set(targets) & set(masks))
+        if tuple(targets[key][0].dense_kernel(targets[key][1]).shape) != masks[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"not in the file: {', '.join(missing)}")
+    if extra:
+        problems.append(f"not in the model: {', '.join(extra)}")
+    if mismatched:
+        problems.append(f"shapes differ: {', '.join(mismatched)}")
+    if problems:
+        raise ValueError(
+            f"Masks in '{os.fspath(path)}' do not fit model '{model.name}': "
+            + "; ".join(problems) + "."
+        )
+    for key, (wrapper, attribute) in targets.items():
+        variable = wrapper.sparsity_variables[attribute]["mask"]
+        variable.assign(masks[key].astype(variable.dtype))
+    return meta
