@@ -85,3 +85,14 @@ def test_a_file_that_is_not_a_mask_file(tmp_path):
         tfs.read_masks(bad)
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         tfs.read_masks(tmp_path / "missing.npz")
+
+
+def test_shuffled_masks_keep_each_kernels_sparsity_but_not_its_positions(rng, tmp_path):
+    pruned, _, _ = pruned_model(rng)
+    path = tfs.save_masks(pruned, tmp_path / "m.npz")
+    model = tfs.sparsify(models.sequential(), tfs.FixedMask())
+    tfs.load_masks(model, path, shuffle_seed=3)
+    expected = masks_of(pruned)
+    for key, value in masks_of(model).items():
+        assert (value == 0).sum() == (expected[key] == 0).sum()
+        assert (value != expected[key]).any()

@@ -10,6 +10,7 @@ pickle and without TensorFlow, on any backend.
 
 import json
 import os
+import zlib
 
 import numpy as np
 from keras import ops
@@ -101,11 +102,19 @@ def read_masks(path):
     return masks, meta
 
 
-def load_masks(model, path):
+def load_masks(model, path, shuffle_seed=None):
     """Loads the masks in `path` into the sparse kernels of `model`.
 
     `model` must be sparsified with the same architecture (layer paths and
     kernel shapes) and a method that keeps masks, usually `tfs.FixedMask()`.
+
+    Args:
+        model: the sparse model.
+        path: a file written by `save_masks`.
+        shuffle_seed: if given, each kernel gets a random mask with exactly
+            the saved mask's number of zeros (the learned per-layer
+            sparsities without the learned positions), drawn from this seed
+            and the kernel's key.
 
     Returns:
         The file's description (see `read_masks`).
@@ -137,6 +146,10 @@ def load_masks(model, path):
             + "; ".join(problems) + "."
         )
     for key, (wrapper, attribute) in targets.items():
+        mask = masks[key]
+        if shuffle_seed is not None:
+            rng = np.random.default_rng([shuffle_seed, zlib.crc32(key.encode())])
+            mask = rng.permutation(mask.reshape(-1)).reshape(mask.shape)
         variable = wrapper.sparsity_variables[attribute]["mask"]
-        variable.assign(masks[key].astype(variable.dtype))
+        variable.assign(mask.astype(variable.dtype))
     return meta

@@ -14,6 +14,8 @@ import json
 import numbers
 
 DENSE = "dense"
+#: Runs that retrain the masks a finished run learned (the paper's Section 6).
+VARIANTS = ("lottery", "scratch_e", "scratch_b", "distribution_only")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -87,6 +89,27 @@ class RunConfig:
         "TPU VM; default: from the environment)", str
     )
     export: bool = field(True, "write the SavedModel for TF Serving")
+    # Learned masks, trained again (lottery ticket, from scratch).
+    mask_from: str = field(
+        None, "model_dir of a finished pruning run whose masks this run "
+        "trains with (needs --variant)", str
+    )
+    variant: str = field(
+        None, "how the masks of --mask_from are trained: lottery (the run's "
+        "initial weights, or those at --rewind_step), scratch_e (fresh "
+        "weights, same steps), scratch_b (fresh weights, --scratch_multiplier "
+        "times the steps), distribution_only (random masks with the learned "
+        "per-layer sparsities)", str, choices=VARIANTS
+    )
+    rewind_step: int = field(
+        None, "a pruning run also saves its weights at this step; a lottery "
+        "run starts from them (late rewinding)", int, minimum=0
+    )
+    scratch_multiplier: float = field(2.0, "scratch_b trains this many times longer", minimum=1.0)
+    scale_init: bool = field(
+        False, "scratch variants: scale each kernel's fresh initialization by "
+        "1/sqrt(density), the reference code's sparse-aware initialization"
+    )
 
     def to_dict(self):
         """The config as a JSON-friendly dict (tuples become lists)."""
@@ -128,12 +151,13 @@ def check_fields(config):
 def check_common(config):
     """The cross-field rules every run follows."""
     check_fields(config)
-    if config.method == DENSE:
+    # (A variant's sparsity is its source run's, whatever method that was.)
+    if config.method == DENSE and config.variant is None:
         if config.sparsity != 0:
             raise ValueError(
                 f"sparsity {config.sparsity} with method 'dense': a dense run has sparsity 0"
             )
-    elif not 0.0 < config.sparsity < 1.0:
+    elif config.variant is None and not 0.0 < config.sparsity < 1.0:
         raise ValueError(
             f"sparsity {config.sparsity} is not in (0, 1) for method {config.method!r}"
         )
@@ -150,6 +174,8 @@ def check_common(config):
             f"--data_dir {config.data_dir} is given, but --synthetic_data "
             "reads no dataset: drop one of them"
         )
+    if (config.mask_from is None) != (config.variant is None):
+        raise ValueError("--mask_from and --variant go together: give both, or neither")
     if (
         config.begin_step is not None
         and config.end_step is not None
@@ -216,7 +242,11 @@ def make_config(task, preset=None, overrides=None):
     Raises:
         ValueError: unknown preset or field, or a bad value.
     """
+    overrides = dict(overrides or {})
     values = {"task": task.name}
+    if overrides.get("mask_from") is not None:
+        # The same training as the run the masks come from, unless changed.
+        values.update(_source_hparams(task, overrides["mask_from"]))
     if preset is not None:
         if preset not in task.presets:
             raise ValueError(
@@ -224,14 +254,53 @@ def make_config(task, preset=None, overrides=None):
                 f"(known: {', '.join(sorted(task.presets))})"
             )
         values.update(task.presets[preset])
-    for name, value in (overrides or {}).items():
+    for name, value in overrides.items():
         get_field(task.config_class, name)
         values[name] = value
     if values["task"] != task.name:
         raise ValueError(f"task {values['task']!r} given to the {task.name!r} task")
     config = task.config_class(**values)
     check_common(config)
+    if config.variant is not None:
+        config = _variant_config(task, config)
     return task.resolve(config)
+
+
+def _source_hparams(task, mask_from):
+    """The config fields of the finished run in `mask_from`."""
+    import pathlib
+
+    row_path = pathlib.Path(mask_from) / "result.json"
+    masks_path = pathlib.Path(mask_from) / "masks.npz"
+    for path in (row_path, masks_path):
+        if not path.exists():
+            raise ValueError(
+                f"--mask_from {mask_from}: no {path.name}; give the model_dir "
+                "of a finished pruning run"
+            )
+    row = json.loads(row_path.read_text())
+    known = fields(task.config_class)
+    hparams = {k: v for k, v in (row.get("hparams") or {}).items() if k in known}
+    for name, value in hparams.items():
+        if isinstance(value, list):  # JSON has no tuples.
+            hparams[name] = tuple(value)
+    # The source's own lineage and outputs are not inherited.
+    for name in ("mask_from", "variant", "rewind_step"):
+        hparams.pop(name, None)
+    return hparams
+
+
+def _variant_config(task, config):
+    """A variant trains the learned masks, fixed: method `fixed_mask` at the
+    source's sparsity, its schedule dropped; scratch_b trains longer."""
+    updates = dict(
+        method="fixed_mask", begin_step=None, end_step=None, frequency=None, method_args={}
+    )
+    if config.variant == "scratch_b":
+        return task.stretch(dataclasses.replace(config, **updates), config.scratch_multiplier)
+    if config.variant != "lottery" and config.rewind_step is not None:
+        raise ValueError("--rewind_step is for the lottery variant")
+    return dataclasses.replace(config, **updates)
 
 
 def get_field(config_class, name):

@@ -12,6 +12,9 @@ directory holds:
   under `logs/sparsity`);
 - `model.keras`: the trained sparse model (`tfs.load` reads it);
 - `export/1/`: the SavedModel for TF Serving (the task's `export`);
+- `init.weights.h5`, `rewind_<K>.weights.h5` and `masks.npz` (pruning runs):
+  the weights at step 0 (and at `--rewind_step`) and the final masks, which
+  seed the lottery and scratch variants of another run (`--mask_from`);
 - `workers/`: in multi-worker runs, the other workers' backups and logs.
 """
 
@@ -36,6 +39,12 @@ BACKUP_DIRNAME = "backup"
 LOGS_DIRNAME = "logs"
 MODEL_FILENAME = "model.keras"
 EXPORT_DIRNAME = os.path.join("export", "1")
+INIT_WEIGHTS = "init.weights.h5"
+MASKS_FILENAME = "masks.npz"
+
+
+def rewind_weights(step):
+    return f"rewind_{step}.weights.h5"
 
 
 @dataclasses.dataclass
@@ -52,6 +61,27 @@ class TrainResult:
     row: dict
     model: object
     is_chief: bool = True
+
+
+class SaveWeightsAt(keras.callbacks.Callback):
+    """Saves the model's weights right before training step `step`.
+
+    Args:
+        step: the optimizer step.
+        path: the `.weights.h5` file to write.
+    """
+
+    def __init__(self, step, path):
+        super().__init__()
+        self.step, self.path = step, path
+        self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._epoch_start + batch == self.step:
+            self.model.save_weights(self.path, overwrite=True)
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -96,6 +126,46 @@ def make_method(config, train_examples=None):
     return tfs.make_method(
         config.method, config.sparsity, config.steps, num_examples=train_examples, **args
     )
+
+
+def _keeps_masks(model):
+    wrappers = tfs.sparse_layers(model)
+    return bool(wrappers) and all(isinstance(w.method, tfs.MaskedMethod) for _, w in wrappers)
+
+
+def prepare_variant(model, config):
+    """Puts the learned masks (and, for the lottery, the source run's
+    weights) of `config.mask_from` into a fresh `FixedMask` model.
+
+    - lottery: the source's step-0 weights (or those at `rewind_step`), its
+      final masks;
+    - scratch_e, scratch_b: this run's fresh weights, the final masks;
+    - distribution_only: fresh weights, random masks with each kernel's
+      learned sparsity (drawn from the run's seed).
+
+    With `scale_init`, the scratch variants scale each kernel by
+    1/sqrt(density), so its output variance matches a dense layer's.
+    """
+    source = config.mask_from
+    masks_path = os.path.join(source, MASKS_FILENAME)
+    if config.variant == "lottery":
+        name = INIT_WEIGHTS if config.rewind_step is None else rewind_weights(config.rewind_step)
+        weights = os.path.join(source, name)
+        if not tf.io.gfile.exists(weights):
+            raise ValueError(
+                f"--mask_from {source} has no {name} (a run saves its weights "
+                "at --rewind_step only when it was given that flag)"
+            )
+        model.load_weights(weights)
+    shuffle = config.seed if config.variant == "distribution_only" else None
+    tfs.load_masks(model, masks_path, shuffle_seed=shuffle)
+    if config.scale_init and config.variant != "lottery":
+        for _, wrapper in tfs.sparse_layers(model):
+            for attribute in wrapper.kernel_attributes:
+                mask = ops.convert_to_numpy(wrapper.sparsity_variables[attribute]["mask"])
+                density = max(float(mask.mean()), 1e-6)
+                kernel = wrapper.dense_kernel(attribute)
+                kernel.assign(ops.convert_to_numpy(kernel) / math.sqrt(density))
 
 
 def build_sparse_model(task, config, data):
@@ -163,11 +233,21 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
     with strategy.scope():
         model = build_sparse_model(task, config, data)
         task.compile(model, config, data)
+        if not resumed_epoch:  # A resumed run restores all of this.
+            if config.variant is not None:
+                prepare_variant(model, config)
+            elif chief and _keeps_masks(model):
+                tf.io.gfile.makedirs(model_dir)
+                model.save_weights(os.path.join(model_dir, INIT_WEIGHTS))
 
     train_data = task.train_dataset(strategy, config, data, resumed_epoch)
     eval_data, eval_steps = task.eval_dataset(strategy, config, data)
 
     callbacks = _callbacks(config, backup_dir, logs_dir) + list(extra_callbacks)
+    if config.rewind_step is not None and config.variant is None and chief:
+        callbacks.append(
+            SaveWeightsAt(config.rewind_step, os.path.join(model_dir, rewind_weights(config.rewind_step)))
+        )
     validation = {}
     if config.validation_freq and eval_data is not None:
         validation = dict(
@@ -216,9 +296,13 @@ def result_row(task, config, model, report, results, wall_time, dataset, replica
     """The run's result row (`tf_sparsity.reporting.rows.make_row`): the
     shared fields, the task's metrics (None where not evaluated), and
     `main_metric` naming the task's."""
+    lineage = {}
+    if config.variant is not None:
+        # Rows of a variant are reported as their own series.
+        lineage = dict(variant=config.variant, mask_from=config.mask_from)
     return rows_lib.make_row(
         task=config.task,
-        method=config.method,
+        method=config.variant or config.method,
         target_sparsity=config.sparsity,
         global_sparsity=report.global_sparsity,
         steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
@@ -236,6 +320,7 @@ def result_row(task, config, model, report, results, wall_time, dataset, replica
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
         },
+        **lineage,
     )
 
 
@@ -243,6 +328,9 @@ def _write_outputs(task, model, row, config, model_dir, print_fn):
     # gfile: model_dir may be a gs:// bucket (as on Cloud TPU).
     tf.io.gfile.makedirs(model_dir)
     tfs.save(model, os.path.join(model_dir, MODEL_FILENAME))
+    if _keeps_masks(model):
+        run = {"model_dir": model_dir, "method": row["method"], "target_sparsity": row["target_sparsity"]}
+        tfs.save_masks(model, os.path.join(model_dir, MASKS_FILENAME), run=run)
     if config.export:
         export_dir = os.path.join(model_dir, EXPORT_DIRNAME)
         task.export(model, export_dir, config)

@@ -34,6 +34,15 @@ class Task:
         returns the resolved config."""
         return config
 
+    def stretch(self, config, factor):
+        """`config` trained `factor` times longer (the scratch_b variant):
+        steps here; a task stretches its step-counted schedules too."""
+        import dataclasses
+
+        steps = round(config.steps * factor)
+        steps -= steps % config.steps_per_execution
+        return dataclasses.replace(config, steps=steps)
+
     def load_data(self, config):
         """Required: the task's data; an object with an `info` attribute
         holding at least `name` and `train_examples`."""

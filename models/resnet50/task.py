@@ -24,6 +24,15 @@ class ResNet50Task(task_lib.Task):
     def resolve(self, config):
         return configs.resolve(config)
 
+    def stretch(self, config, factor):
+        """Also stretches the learning rate's warm-up and decay epochs."""
+        config = super().stretch(config, factor)
+        return dataclasses.replace(
+            config,
+            warmup_epochs=config.warmup_epochs * factor,
+            decay_epochs=tuple(round(e * factor) for e in config.decay_epochs),
+        )
+
     def load_data(self, config):
         dataset = data_lib.load(
             config.dataset,

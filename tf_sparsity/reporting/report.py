@@ -30,7 +30,9 @@ METHOD_ORDER = (
     "variational_dropout",
     "l0",
     "lottery",
-    "scratch",
+    "scratch_e",
+    "scratch_b",
+    "distribution_only",
     "tfmot_magnitude",
     "magnitude_extended",
 )
