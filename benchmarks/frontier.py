@@ -33,11 +33,11 @@ VD_FACTORS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 L0_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
-def train(model_name, method_name, target, run_seed, args, data, **method_kwargs):
-    _, row = demo_run.train_lenet(
+def train(model_name, method_name, target, run_seed, args, data, prepare=None, epochs=None, **method_kwargs):
+    model, row = demo_run.train_lenet(
         None if method_name == "dense" else method_name,
         sparsity=target,
-        epochs=args.epochs,
+        epochs=epochs or args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=run_seed,
@@ -45,9 +45,10 @@ def train(model_name, method_name, target, run_seed, args, data, **method_kwargs
         verbose=0,
         architecture=model_name,
         method_kwargs=method_kwargs,
+        prepare=prepare,
     )
     row["library"] = "tf_sparsity"
-    return row
+    return model, row
 
 
 def bin_target(sparsity, targets, max_density_ratio=1.5):
@@ -123,7 +124,7 @@ def main(argv=None):
             for key, name, target, kwargs in jobs:
                 if (model_name, key, seed) in done:
                     continue
-                row = train(model_name, name, target if target is not None else 0.9, seed, args, data, **kwargs)
+                _, row = train(model_name, name, target if target is not None else 0.9, seed, args, data, **kwargs)
                 if key.startswith("regrowth"):
                     row["method"] = "magnitude_regrowth"
                     row["regrowth"] = True

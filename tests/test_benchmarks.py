@@ -72,3 +72,15 @@ def test_export_benchmark_smoke():
     assert row["sparsity"] == pytest.approx(0.9, abs=1e-3)
     assert row["sparse_gzip_bytes"] < 0.5 * row["dense_gzip_bytes"]
     assert row["latency_ratio_b1"] > 0
+
+
+def test_learned_masks_smoke_trains_every_variant_on_the_pruned_masks(tmp_path):
+    from benchmarks import learned_masks
+
+    rows = learned_masks.main(["--sparsities", "0.9", "--epochs", "1", "--out", str(tmp_path)])
+    assert [r["method"] for r in rows] == ["magnitude", *learned_masks.VARIANTS]
+    for row in rows:
+        assert row["global_sparsity"] == pytest.approx(0.9, abs=1e-3), row["method"]
+    scratch_b = next(r for r in rows if r["method"] == "scratch_b")
+    assert scratch_b["steps"] == 2 * rows[0]["steps"]
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 5

@@ -36,6 +36,7 @@ def train_lenet(
     verbose=1,
     architecture="lenet300",
     method_kwargs=None,
+    prepare=None,
 ):
     """Trains LeNet-300-100 on the MNIST subset, dense or with a method.
 
@@ -54,6 +55,8 @@ def train_lenet(
             is this name.
         method_kwargs: further arguments of the method's `recipe` (e.g.
             `kl_weight`, `seed`).
+        prepare: called with the sparse model before training (e.g. to load
+            learned masks into a `fixed_mask` model).
 
     Returns:
         `(model, row)`: the trained model and its result row.
@@ -81,6 +84,8 @@ def train_lenet(
         )
         hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
         model = tfs.sparsify(model, sparse_method)
+        if prepare is not None:
+            prepare(model)
         callbacks.insert(0, tfs.SparsityCallback())
     _compile(model, learning_rate)
     start = time.time()
