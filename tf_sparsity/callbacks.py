@@ -58,7 +58,6 @@ class SparsityCallback(keras.callbacks.Callback):
         self._writer = None
         self._epoch_start = None
         self._last_checked = None
-        self._stale = True
         self._report = None
         self._logged = {}
 
@@ -73,7 +72,7 @@ class SparsityCallback(keras.callbacks.Callback):
         self._updater.attach()
         self._epoch_start = None
         self._last_checked = None
-        self._stale = True
+        self._report = None  # Masks may have changed since the last fit.
         if self.log_dir is not None and self._writer is None:
             tf = _backend.require_tensorflow("TensorBoard summaries")
             self._writer = tf.summary.create_file_writer(
@@ -95,8 +94,7 @@ class SparsityCallback(keras.callbacks.Callback):
             step, self._last_checked, before_update=lambda: _sync_training_state(self)
         )
         if updated:
-            self._stale = True
-            self._log(step)
+            self._log(step, masks_changed=True)
         self._last_checked = step
 
     def on_epoch_end(self, epoch, logs=None):
@@ -117,13 +115,12 @@ class SparsityCallback(keras.callbacks.Callback):
                 return schedule.sparsity(step)
         return None
 
-    def _log(self, step):
+    def _log(self, step, masks_changed=False):
         # Masks change only at updates, so between them the last report
         # stands (reading every kernel back is the costly part); learned
         # sparsity (VD, L0) changes every step.
-        if self._stale or self._report is None or self._updater.has_learned_sparsity:
+        if masks_changed or self._report is None or self._updater.has_learned_sparsity:
             self._report = summary_lib.sparsity_summary(self.model, print_fn=None)
-            self._stale = False
         report = self._report
         target = self.current_target(step)
         self._logged = {"sparsity": report.global_sparsity}

@@ -36,23 +36,27 @@ def layer_infos(model):
     for node in tree.walk(model, stop=is_sparse):
         owners[id(node.layer)] = node.owner
         layer = node.layer.layer if is_sparse(node.layer) else node.layer
-        attributes = kernels_lib.kernel_attributes(layer)
-        if attributes is None or not layer.built:
+        if not kernels_lib.is_supported(layer) or not layer.built:
             continue
         ancestors = []
         owner = node.owner
         while owner is not None and owner is not model:
             ancestors.insert(0, owner)
             owner = owners.get(id(owner))
-        infos.append(
-            selection.LayerInfo(
-                layer=node.layer,
-                name_path=tuple(node.name_path),
-                shapes=[tuple(getattr(layer, a).shape) for a in attributes],
-                ancestors=tuple(ancestors),
-            )
-        )
+        infos.append(_layer_info(node.layer, node.name_path, ancestors))
     return infos
+
+
+def _layer_info(layer, name_path, ancestors=()):
+    inner = layer.layer if is_sparse(layer) else layer
+    return selection.LayerInfo(
+        layer=layer,
+        name_path=tuple(name_path),
+        shapes=[
+            tuple(getattr(inner, a).shape) for a in kernels_lib.kernel_attributes(inner)
+        ],
+        ancestors=tuple(ancestors),
+    )
 
 
 def sparsify(model, method, distribution=None, layers=None):
@@ -150,16 +154,7 @@ def _sparsify_single_layer(layer, method, distribution, layers):
             f"`layers=` selects layers inside a model; '{layer.name}' is a "
             "single layer. Pass it without `layers=`."
         )
-    infos = [
-        selection.LayerInfo(
-            layer=layer,
-            name_path=(layer.name,),
-            shapes=[
-                tuple(getattr(layer, a).shape)
-                for a in kernels_lib.kernel_attributes(layer)
-            ],
-        )
-    ]
+    infos = [_layer_info(layer, (layer.name,))]
     targets = _targets(layer, infos, method, distribution)
     return SparseWrapper(layer, method, target_sparsity=targets[id(layer)])
 
