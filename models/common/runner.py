@@ -236,17 +236,20 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
         if not resumed_epoch:  # A resumed run restores all of this.
             if config.variant is not None:
                 prepare_variant(model, config)
-            elif chief and _keeps_masks(model):
-                tf.io.gfile.makedirs(model_dir)
-                model.save_weights(os.path.join(model_dir, INIT_WEIGHTS))
+            elif _keeps_masks(model):
+                # Every worker saves (into its own directory): under a
+                # multi-worker strategy, reading the variables is a
+                # collective step all workers must take together.
+                tf.io.gfile.makedirs(own_dir)
+                model.save_weights(os.path.join(own_dir, INIT_WEIGHTS))
 
     train_data = task.train_dataset(strategy, config, data, resumed_epoch)
     eval_data, eval_steps = task.eval_dataset(strategy, config, data)
 
     callbacks = _callbacks(config, backup_dir, logs_dir) + list(extra_callbacks)
-    if config.rewind_step is not None and config.variant is None and chief:
-        callbacks.append(
-            SaveWeightsAt(config.rewind_step, os.path.join(model_dir, rewind_weights(config.rewind_step)))
+    if config.rewind_step is not None and config.variant is None:
+        callbacks.append(  # On every worker, as above.
+            SaveWeightsAt(config.rewind_step, os.path.join(own_dir, rewind_weights(config.rewind_step)))
         )
     validation = {}
     if config.validation_freq and eval_data is not None:
@@ -272,6 +275,9 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
         results = model.evaluate(eval_data, steps=eval_steps, return_dict=True, verbose=verbose)
     report = tfs.sparsity_summary(model, print_fn=print_fn if chief else None)
     row = result_row(task, config, model, report, results, wall_time, data.info.name, replicas)
+    if _keeps_masks(model):
+        run = {"model_dir": model_dir, "method": row["method"], "target_sparsity": row["target_sparsity"]}
+        tfs.save_masks(model, os.path.join(own_dir, MASKS_FILENAME), run=run)
     if chief:
         _write_outputs(task, model, row, config, model_dir, print_fn)
     return TrainResult(row=row, model=model, is_chief=chief)
@@ -328,9 +334,6 @@ def _write_outputs(task, model, row, config, model_dir, print_fn):
     # gfile: model_dir may be a gs:// bucket (as on Cloud TPU).
     tf.io.gfile.makedirs(model_dir)
     tfs.save(model, os.path.join(model_dir, MODEL_FILENAME))
-    if _keeps_masks(model):
-        run = {"model_dir": model_dir, "method": row["method"], "target_sparsity": row["target_sparsity"]}
-        tfs.save_masks(model, os.path.join(model_dir, MASKS_FILENAME), run=run)
     if config.export:
         export_dir = os.path.join(model_dir, EXPORT_DIRNAME)
         task.export(model, export_dir, config)
