@@ -25,25 +25,32 @@ def export_saved_model(
     Args:
         model: a sparse (or plain) Keras model.
         export_dir: output directory; it must not exist yet, or be empty,
-            unless `overwrite=True` (which deletes it first).
+            unless `overwrite=True`.
         input_signature: optional list of `keras.InputSpec`/`tf.TensorSpec`
             (needed for subclassed models that never saw their input shape).
         strip: fold the sparse kernels in and leave the wrappers out
             (default True).
-        overwrite: replace an existing `export_dir`.
+        overwrite: replace an existing `export_dir` (the old export stays
+            until the new one is written).
     """
     check_model(model, "export_saved_model")
     _backend.require_tensorflow("SavedModel export")
     export_dir = os.fspath(export_dir)
-    _prepare_directory(export_dir, overwrite)
-    if not strip:
-        _export(model, export_dir, input_signature)
-        return
-    with folded(model):
-        _export(model, export_dir, input_signature)
+    replacing = _check_directory(export_dir, overwrite)
+    # Replacing: the old export stays until the new one is complete.
+    target = export_dir + ".partial" if replacing else export_dir
+    if strip:
+        with folded(model):
+            _export(model, target, input_signature)
+    else:
+        _export(model, target, input_signature)
+    if replacing:
+        shutil.rmtree(export_dir)
+        os.replace(target, export_dir)
 
 
 def _export(model, export_dir, input_signature):
+    shutil.rmtree(export_dir, ignore_errors=True)  # A partial one left by a crash.
     model.export(
         export_dir,
         format="tf_saved_model",
@@ -52,7 +59,8 @@ def _export(model, export_dir, input_signature):
     )
 
 
-def _prepare_directory(export_dir, overwrite):
+def _check_directory(export_dir, overwrite):
+    """Checks the export path; returns whether an old export is replaced."""
     if os.path.isfile(export_dir):
         raise ValueError(
             f"Export path '{export_dir}' is a file; a SavedModel is a directory."
@@ -64,8 +72,9 @@ def _prepare_directory(export_dir, overwrite):
                 "empty. Export to a new version directory (e.g. export/2), "
                 "or pass overwrite=True to replace it."
             )
-        shutil.rmtree(export_dir)
+        return True
     parent = os.path.dirname(os.path.abspath(export_dir))
     if os.path.exists(parent) and not os.path.isdir(parent):
         raise ValueError(f"Cannot export under '{parent}': it is a file.")
     os.makedirs(parent, exist_ok=True)
+    return False

@@ -3,7 +3,6 @@
 import dataclasses
 
 import keras
-import tensorflow as tf
 
 from tf_sparsity_models.common import task as task_lib
 from tf_sparsity_models.resnet50 import configs
