@@ -71,7 +71,7 @@ def test_lottery_starts_from_the_saved_weights_at_every_kept_position(pruned_run
     for rewind in (None, 8):
         config = make(mask_from=model_dir, variant="lottery", rewind_step=rewind)
         task = task_lib.get("resnet50")
-        data = task.load_data(config)
+        data = task.load_data(config, model_dir)
         model = runner.build_sparse_model(task, config, data)
         runner.prepare_variant(model, config)
         reference = runner.build_sparse_model(task, make(method="magnitude", sparsity=0.75), data)

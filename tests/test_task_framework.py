@@ -45,7 +45,7 @@ class ToyTask(task_lib.Task):
     main_metric = "mae"
     fail_in_metrics = False
 
-    def load_data(self, config):
+    def load_data(self, config, model_dir):
         return _Data(config.seed)
 
     def build_model(self, config, data):

@@ -36,8 +36,8 @@ def field(
         default: the default value.
         help: the `--help` text.
         kind: how a typed value is parsed when the default does not say
-            (None defaults): int, float, str, bool, "ints" (comma-separated)
-            or "json" (an object).
+            (None defaults): int, float, str, bool, "ints" or "floats"
+            (comma-separated) or "json" (an object).
         choices: allowed values, or a function returning them.
         minimum: the smallest allowed value (None: no bound).
         maximum: the largest allowed value.
@@ -204,6 +204,8 @@ def parse_value(config_class, name, text):
             return _parse_bool(text)
         if kind == "ints":
             return tuple(int(part) for part in str(text).split(",") if part.strip())
+        if kind == "floats":
+            return tuple(float(part) for part in str(text).split(",") if part.strip())
         if kind == "json":
             value = json.loads(text) if isinstance(text, str) else text
             if not isinstance(value, dict):
@@ -333,5 +335,6 @@ def _describe_kind(kind):
         int: "expected an integer",
         float: "expected a number",
         "ints": "expected comma-separated integers",
+        "floats": "expected comma-separated numbers",
         "json": "expected a JSON object",
     }.get(kind, "expected text")

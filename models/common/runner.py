@@ -222,7 +222,7 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
                 f"{name} {getattr(config, name)} does not split evenly over "
                 f"{replicas} replicas"
             )
-    data = task.load_data(config)
+    data = task.load_data(config, model_dir)
     backup_dir = os.path.join(own_dir, BACKUP_DIRNAME)
     logs_dir = os.path.join(own_dir, LOGS_DIRNAME)
     resumed_epoch = restored_epoch(backup_dir)
@@ -273,13 +273,14 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
     results = {}
     if eval_data is not None:
         results = model.evaluate(eval_data, steps=eval_steps, return_dict=True, verbose=verbose)
+    results.update(task.evaluate_more(model, config, data, print_fn=print_fn if chief else _quiet))
     report = tfs.sparsity_summary(model, print_fn=print_fn if chief else None)
     row = result_row(task, config, model, report, results, wall_time, data.info.name, replicas)
     if _keeps_masks(model):
         run = {"model_dir": model_dir, "method": row["method"], "target_sparsity": row["target_sparsity"]}
         tfs.save_masks(model, os.path.join(own_dir, MASKS_FILENAME), run=run)
     if chief:
-        _write_outputs(task, model, row, config, model_dir, print_fn)
+        _write_outputs(task, model, row, config, data, model_dir, print_fn)
     return TrainResult(row=row, model=model, is_chief=chief)
 
 
@@ -326,17 +327,22 @@ def result_row(task, config, model, report, results, wall_time, dataset, replica
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
         },
+        **task.row_extras(results),
         **lineage,
     )
 
 
-def _write_outputs(task, model, row, config, model_dir, print_fn):
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _write_outputs(task, model, row, config, data, model_dir, print_fn):
     # gfile: model_dir may be a gs:// bucket (as on Cloud TPU).
     tf.io.gfile.makedirs(model_dir)
     tfs.save(model, os.path.join(model_dir, MODEL_FILENAME))
     if config.export:
         export_dir = os.path.join(model_dir, EXPORT_DIRNAME)
-        task.export(model, export_dir, config)
+        task.export(model, export_dir, config, data)
         print_fn(f"SavedModel for TF Serving written to {export_dir}")
     # Written last, whole: a run is finished when its result row exists.
     path = rows_lib.write_row(model_dir, row)

@@ -43,9 +43,10 @@ class Task:
         steps -= steps % config.steps_per_execution
         return dataclasses.replace(config, steps=steps)
 
-    def load_data(self, config):
+    def load_data(self, config, model_dir):
         """Required: the task's data; an object with an `info` attribute
-        holding at least `name` and `train_examples`."""
+        holding at least `name` and `train_examples`. `model_dir` is the
+        run's directory, for artefacts the data needs (a vocabulary)."""
         raise NotImplementedError
 
     def build_model(self, config, data):
@@ -68,12 +69,22 @@ class Task:
         """`(distributed dataset, steps)` for evaluation, or `(None, None)`."""
         return None, None
 
+    def evaluate_more(self, model, config, data, print_fn=print):
+        """Evaluation beyond `model.evaluate` (e.g. BLEU of decoded
+        translations), run on every worker after training: `{name: value}`
+        merged into the results `metrics` and `row_extras` read."""
+        return {}
+
     def metrics(self, results):
         """`{name: value}` of the run's row from `model.evaluate` results
         (None values where not evaluated); must hold `main_metric`."""
         return {self.main_metric: results.get(self.main_metric)}
 
-    def export(self, model, export_dir, config):
+    def row_extras(self, results):
+        """Further JSON-friendly row fields taken from the results."""
+        return {}
+
+    def export(self, model, export_dir, config, data):
         """Writes the serving SavedModel (default: `tfs.export_saved_model`)."""
         import tf_sparsity as tfs
 
@@ -83,6 +94,7 @@ class Task:
 #: Task name -> "module:attribute" of its `Task` instance.
 TASKS = {
     "resnet50": "tf_sparsity_models.resnet50.task:TASK",
+    "transformer": "tf_sparsity_models.transformer.task:TASK",
 }
 
 _REGISTERED = {}

@@ -32,7 +32,7 @@ class ResNet50Task(task_lib.Task):
             decay_epochs=tuple(round(e * factor) for e in config.decay_epochs),
         )
 
-    def load_data(self, config):
+    def load_data(self, config, model_dir):
         dataset = data_lib.load(
             config.dataset,
             data_dir=config.data_dir,
@@ -134,7 +134,7 @@ class ResNet50Task(task_lib.Task):
             "eval_loss": results.get("loss"),
         }
 
-    def export(self, model, export_dir, config):
+    def export(self, model, export_dir, config, data):
         export_lib.export_for_serving(model, export_dir, config.image_size)
 
 

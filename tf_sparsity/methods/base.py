@@ -315,7 +315,8 @@ class RegularizedMethod(SparsityMethod):
         is recorded only): pass it by name, or `num_examples` to get
         `default_weight_factor / num_examples`. `begin_step` and `end_step`
         place the ramp (the reference code's `sparsity_begin_step` and
-        `sparsity_end_step`); `frequency` does not apply.
+        `sparsity_end_step`) and `ramp_shape` its shape ("linear" or
+        "cubic", see `tfs.Ramp`); `frequency` does not apply.
         """
         owner = cls.__name__
         if "frequency" in overrides:
@@ -331,7 +332,8 @@ class RegularizedMethod(SparsityMethod):
             )
         if begin is None:
             begin, end = 0, max(int(0.4 * total_steps), 1)
-        overrides.setdefault("ramp", schedules_lib.Ramp(begin, end))
+        shape = overrides.pop("ramp_shape", "linear")
+        overrides.setdefault("ramp", schedules_lib.Ramp(begin, end, shape=shape))
         if cls.weight_name not in overrides:
             if num_examples is None:
                 raise ValueError(

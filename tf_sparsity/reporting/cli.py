@@ -55,8 +55,8 @@ def add_report_parser(subparsers):
     parser.add_argument(
         "--metric",
         default=None,
-        help="metric to report (default: top1 for resnet50, bleu for "
-        "transformer, accuracy otherwise)",
+        help="metric to report (default: each row's main_metric: top1 for "
+        "resnet50, bleu_tokenized for transformer, accuracy otherwise)",
     )
     parser.add_argument(
         "--paper",

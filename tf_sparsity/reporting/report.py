@@ -42,7 +42,8 @@ METRIC_LABELS = {
     "top1": "Top-1 accuracy (%)",
     "top5": "Top-5 accuracy (%)",
     "accuracy": "Accuracy (%)",
-    "bleu": "BLEU",
+    "bleu": "BLEU (sacreBLEU)",
+    "bleu_tokenized": "BLEU (tokenized, as the paper)",
 }
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 # One colour per method, the same in every plot (tab10 colour cycle).
@@ -57,9 +58,9 @@ def write_report(rows, out_dir, metric=None, paper=False, layers_run=None):
         rows: result row dicts (e.g. from `rows.load_rows`).
         out_dir: directory to write into (created if missing).
         metric: the metric to report, or None for each task's main metric
-            (top1 for resnet50, bleu for transformer, accuracy otherwise).
+            (top1 for resnet50, bleu_tokenized for transformer, accuracy otherwise).
         paper: whether to add the paper's published results (resnet50
-            top-1 and transformer BLEU): a table in `report.md` and hollow
+            top-1 and transformer tokenized BLEU): a table in `report.md` and hollow
             "paper" markers in the frontier plots.
         layers_run: None, a row dict, or the run id of one row (its
             `run_id`, or the name of the directory of its `result.json`):

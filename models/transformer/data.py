@@ -1,0 +1,331 @@
+"""Translation input pipelines: WMT14 from TFDS (or synthetic token batches).
+
+Training pairs are tokenized in the graph with the run's SentencePiece
+vocabulary, end with `EOS_ID`, are dropped when longer than `max_length`
+(as tensor2tensor does in training), shuffled, bucketed by length and
+batched by tokens: a bucket of sequences up to `L` tokens holds
+`tokens_per_replica // L` pairs, padded to `L` (a few fixed shapes, so XLA
+compiles a few programs, not one per batch). Each input pipeline reads its
+own files (`tfds_data.read`). Elements are `({"source", "target"}, target,
+weights)` with weights 0 on padding.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tf_sparsity_models.common import tfds_data
+from tf_sparsity_models.transformer import vocab as vocab_lib
+from tf_sparsity_models.transformer.model import EOS_ID
+from tf_sparsity_models.transformer.model import PAD_ID
+
+#: Bucket lengths beyond `max_length` used for evaluation (longer test
+#: sentences are cut to the last one for the loss; BLEU decodes them whole).
+EVAL_MAX_LENGTH = 256
+
+
+@dataclasses.dataclass
+class TranslationInfo:
+    """What the rest of the run needs to know about the data.
+
+    Attributes:
+        name: the dataset's name.
+        train_examples: sentence pairs in the training split (None: unknown).
+        eval_examples: pairs in the evaluated split (None: unknown).
+        vocabulary_size: size of the shared vocabulary.
+        vocabulary_path: the SentencePiece model file (None: synthetic).
+    """
+
+    name: str
+    train_examples: object
+    eval_examples: object
+    vocabulary_size: int
+    vocabulary_path: object = None
+
+
+def bucket_boundaries(max_length, minimum=8):
+    """Bucket upper lengths: 8, 12, 16, 24, 32, 48, 64, ... up to
+    `max_length` (always included)."""
+    bounds, value = [], minimum
+    while value < max_length:
+        bounds.append(value)
+        value = value + value // 2 if len(bounds) % 2 else value * 4 // 3
+        value = max(value, bounds[-1] + 1)
+    return bounds + [max_length]
+
+
+def token_batches(dataset, tokens_per_batch, max_length, drop_remainder):
+    """Buckets `(source, target)` pairs by length and batches them by tokens.
+
+    Args:
+        dataset: pairs of 1-D int32 tensors, none longer than `max_length`.
+        tokens_per_batch: padded tokens per batch (per side).
+        max_length: the longest sequence.
+        drop_remainder: drop each bucket's last partial batch (for fixed
+            shapes on TPU and in training).
+    """
+    bounds = bucket_boundaries(max_length)
+    sizes = [max(tokens_per_batch // length, 1) for length in bounds]
+    return dataset.bucket_by_sequence_length(
+        element_length_func=lambda source, target: tf.maximum(
+            tf.shape(source)[0], tf.shape(target)[0]
+        ),
+        # Bucket i holds lengths < boundary i, padded to boundary - 1: one
+        # bucket per bound (the extra last bucket stays empty).
+        bucket_boundaries=[b + 1 for b in bounds],
+        bucket_batch_sizes=sizes + [sizes[-1]],
+        padding_values=(PAD_ID, PAD_ID),
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+
+
+def as_model_inputs(source, target):
+    weights = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
+    return {"source": source, "target": target}, target, weights
+
+
+def add_eos(ragged):
+    eos = tf.fill([ragged.nrows(), 1], tf.constant(EOS_ID, ragged.dtype))
+    return tf.concat([ragged, tf.RaggedTensor.from_tensor(eos)], axis=1)
+
+
+class TFDSTranslation:
+    """A TFDS translation dataset, tokenized with the run's vocabulary.
+
+    Args:
+        config: the run's `TransformerConfig`.
+        model_dir: where a missing default vocabulary is built (`vocab.spm`).
+        print_fn: where progress notes go.
+
+    Raises:
+        ValueError: a missing data directory or vocabulary, an unknown
+            dataset, or languages the dataset does not have.
+    """
+
+    def __init__(self, config, model_dir, print_fn=print):
+        data_dir = os.path.expanduser(config.data_dir) if config.data_dir else None
+        self.builder = tfds_data.open_builder(config.dataset, data_dir)
+        self.source_language = config.source_language
+        self.target_language = config.target_language
+        features = set(self.builder.info.features.keys())
+        for flag, language in (
+            ("source_language", config.source_language),
+            ("target_language", config.target_language),
+        ):
+            if language not in features:
+                raise ValueError(
+                    f"--{flag} {language!r} is not a feature of {config.dataset} "
+                    f"(it has: {', '.join(sorted(features))})"
+                )
+        splits = self.builder.info.splits
+        if config.eval_split not in splits:
+            raise ValueError(
+                f"--eval_split {config.eval_split!r} is not a split of {config.dataset} "
+                f"(it has: {', '.join(sorted(splits))})"
+            )
+        self.eval_split = config.eval_split
+        path = config.vocabulary
+        if path is not None:
+            path = os.path.expanduser(path)
+            if not tf.io.gfile.exists(path):
+                raise ValueError(f"--vocabulary {path} does not exist")
+        else:
+            path = os.path.join(model_dir, vocab_lib.FILENAME)
+            if not tf.io.gfile.exists(path):
+                sentences, total = vocabulary_text(
+                    config.dataset, data_dir,
+                    (config.source_language, config.target_language),
+                    config.vocabulary_sentences, builder=self.builder,
+                )
+                print_fn(f"Building the vocabulary from {config.dataset} (train)")
+                vocab_lib.build(sentences, path, config.vocabulary_size, total=total, print_fn=print_fn)
+        self.proto = vocab_lib.read(path)
+        self.tokenizer = vocab_lib.tokenizer(self.proto)
+        self.info = TranslationInfo(
+            name=config.dataset,
+            train_examples=tfds_data.split_size(splits, "train"),
+            eval_examples=tfds_data.split_size(splits, config.eval_split),
+            vocabulary_size=int(self.tokenizer.vocabulary_size()),
+            vocabulary_path=path,
+        )
+
+    def _tokenized(self, examples, max_length=None):
+        def tokenize(batch):
+            source = add_eos(self.tokenizer(batch[self.source_language]))
+            target = add_eos(self.tokenizer(batch[self.target_language]))
+            return source, target
+
+        pairs = examples.batch(256).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        if max_length is not None:
+            pairs = pairs.filter(
+                lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
+            )
+        return pairs
+
+    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
+        """`fn(input_context)` for `distribute_datasets_from_function`."""
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            examples = tfds_data.read(self.builder, "train", input_context, True, shuffle_seed)
+            pairs = self._tokenized(examples, max_length)
+            pairs = pairs.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
+            batches = token_batches(pairs, tokens, max_length, drop_remainder=True)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+
+        return dataset_fn
+
+    def eval_dataset_fn(self, tokens_per_batch, repeat=False):
+        """`fn(input_context)` for the evaluation loss (teacher forcing)."""
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            examples = tfds_data.read(self.builder, self.eval_split, input_context, False, 0)
+            pairs = self._tokenized(examples).map(
+                lambda s, t: (s[:EVAL_MAX_LENGTH], t[:EVAL_MAX_LENGTH])
+            )
+            if repeat:
+                pairs = pairs.repeat()
+            batches = token_batches(pairs, tokens, EVAL_MAX_LENGTH, drop_remainder=False)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=True)
+
+        return dataset_fn
+
+    def test_sentences(self, limit=None):
+        """`(sources, references)`: the evaluated split's raw sentences."""
+        examples = tfds_data.read(self.builder, self.eval_split, None, False, 0)
+        if limit is not None:
+            examples = examples.take(limit)
+        sources, references = [], []
+        for example in examples.as_numpy_iterator():
+            sources.append(example[self.source_language].decode("utf-8"))
+            references.append(example[self.target_language].decode("utf-8"))
+        return sources, references
+
+    def tokenize(self, sentences):
+        """Token id lists (with EOS) of Python strings."""
+        ragged = add_eos(self.tokenizer(tf.constant(sentences, tf.string)))
+        return [list(row) for row in ragged.numpy()]
+
+    def detokenize(self, token_lists):
+        """Strings of token id lists (already cut at EOS)."""
+        if not token_lists:
+            return []
+        ragged = tf.ragged.constant(token_lists, dtype=tf.int32, row_splits_dtype=tf.int64)
+        return [s.decode("utf-8") for s in self.tokenizer.detokenize(ragged).numpy()]
+
+
+def vocabulary_text(name, data_dir, languages, sentences, builder=None):
+    """`(iterator of sentences, count)`: about `sentences` pairs spread over
+    the training split (every k-th pair), both languages of each."""
+    if builder is None:
+        builder = tfds_data.open_builder(name, data_dir)
+    size = tfds_data.split_size(builder.info.splits, "train")
+    pairs = builder.as_dataset(split="train", shuffle_files=False)
+    stride = max(size // sentences, 1) if size else 1
+    if stride > 1:
+        pairs = pairs.shard(stride, 0)
+    pairs = pairs.take(sentences)
+    total = min(sentences, -(-size // stride)) * len(languages) if size else None
+
+    def text():
+        for pair in pairs.as_numpy_iterator():
+            for language in languages:
+                yield pair[language]
+
+    return text(), total
+
+
+class SyntheticTranslation:
+    """Random token batches (for throughput runs and smoke tests).
+
+    Sources are random token ids; each target is the source with every id
+    shifted by one (a rule a model can learn, so a short run's loss falls).
+    "Sentences" are the ids written as words, so BLEU runs on them too.
+
+    Args:
+        vocabulary_size: ids are drawn from `[3, vocabulary_size)`.
+        max_length: longest pair (EOS included).
+        seed: seed of the random pairs.
+    """
+
+    EXAMPLES = 4096
+    EVAL_EXAMPLES = 64
+
+    def __init__(self, vocabulary_size, max_length, seed):
+        if vocabulary_size < 5:
+            raise ValueError(f"vocabulary_size {vocabulary_size} is too small for synthetic data")
+        self.vocabulary_size = vocabulary_size
+        self.max_length = max_length
+        self.seed = seed
+        self.info = TranslationInfo(
+            name="synthetic",
+            train_examples=self.EXAMPLES,
+            eval_examples=self.EVAL_EXAMPLES,
+            vocabulary_size=vocabulary_size,
+        )
+
+    def _pairs(self, count, seed):
+        rng = np.random.default_rng(seed)
+        pairs = []
+        for _ in range(count):
+            length = int(rng.integers(1, self.max_length))
+            source = rng.integers(3, self.vocabulary_size, size=length)
+            target = (source - 3 + 1) % (self.vocabulary_size - 3) + 3
+            pairs.append((list(source) + [EOS_ID], list(target) + [EOS_ID]))
+        return pairs
+
+    def _dataset(self, pairs):
+        def generate():
+            for source, target in pairs:
+                yield np.array(source, np.int32), np.array(target, np.int32)
+
+        spec = tf.TensorSpec([None], tf.int32)
+        return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
+
+    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
+        pairs = self._pairs(self.EXAMPLES, self.seed)
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            dataset = self._dataset(pairs).shuffle(len(pairs), seed=shuffle_seed).repeat()
+            batches = token_batches(dataset, tokens, self.max_length, drop_remainder=True)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+
+        return dataset_fn
+
+    def eval_dataset_fn(self, tokens_per_batch, repeat=False):
+        pairs = self._pairs(self.EVAL_EXAMPLES, self.seed + 1)
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            dataset = self._dataset(pairs)
+            if repeat:
+                dataset = dataset.repeat()
+            batches = token_batches(dataset, tokens, self.max_length, drop_remainder=False)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=True)
+
+        return dataset_fn
+
+    def test_sentences(self, limit=None):
+        pairs = self._pairs(self.EVAL_EXAMPLES, self.seed + 1)[:limit]
+        return (
+            [" ".join(map(str, s[:-1])) for s, _ in pairs],
+            [" ".join(map(str, t[:-1])) for _, t in pairs],
+        )
+
+    def tokenize(self, sentences):
+        return [[int(w) for w in s.split()] + [EOS_ID] for s in sentences]
+
+    def detokenize(self, token_lists):
+        return [" ".join(map(str, tokens)) for tokens in token_lists]
+
+
+def load(config, model_dir, print_fn=print):
+    """The run's data: `SyntheticTranslation` or `TFDSTranslation`."""
+    if config.synthetic_data:
+        return SyntheticTranslation(config.vocabulary_size, config.max_length, config.seed)
+    return TFDSTranslation(config, model_dir, print_fn)

@@ -1,0 +1,138 @@
+"""The shared subword vocabulary: a SentencePiece model built once from the
+training text and saved with the run (`vocab.spm`), then reused.
+
+Ids: 0 is padding and 1 end of sentence (tensor2tensor's convention, which
+`model.PAD_ID`/`EOS_ID` follow), 2 the unknown piece. Tokenization and
+detokenization run in the TensorFlow graph through keras-hub's
+`SentencePieceTokenizer` (tensorflow-text ops), so the exported SavedModel
+translates strings without Python.
+
+Build one by hand (e.g. once, before multi-worker runs):
+
+```
+python -m tf_sparsity_models.transformer.vocab --output vocab.spm \\
+    --data_dir ~/tensorflow_datasets
+```
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tf_sparsity_models.transformer.model import EOS_ID
+from tf_sparsity_models.transformer.model import PAD_ID
+
+UNK_ID = 2
+FILENAME = "vocab.spm"
+
+
+def build(sentences, path, vocabulary_size, total=None, print_fn=print):
+    """Trains a SentencePiece model on `sentences` and writes it to `path`.
+
+    Args:
+        sentences: an iterable of `str` (or UTF-8 `bytes`).
+        path: the `.spm` file to write (a `gs://` path works too).
+        vocabulary_size: pieces in the vocabulary (at most: a small corpus
+            gets fewer).
+        total: how many sentences `sentences` holds, for the progress bar.
+        print_fn: where progress notes go.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no sentences, or too few distinct pieces for
+            `vocabulary_size`.
+    """
+    import sentencepiece as spm
+
+    workdir = tempfile.mkdtemp(prefix="tf_sparsity_vocab_")
+    try:
+        text_path = os.path.join(workdir, "sentences.txt")
+        progress = keras.utils.Progbar(total, unit_name="sentence")
+        count = 0
+        with open(text_path, "w", encoding="utf-8") as f:
+            for sentence in sentences:
+                if isinstance(sentence, bytes):
+                    sentence = sentence.decode("utf-8")
+                sentence = sentence.replace("\n", " ").strip()
+                if sentence:
+                    f.write(sentence + "\n")
+                    count += 1
+                    if count % 1000 == 0:
+                        progress.update(count)
+        progress.update(count, finalize=True)
+        if not count:
+            raise ValueError("no sentences to build the vocabulary from")
+        print_fn(f"Training a {vocabulary_size}-piece SentencePiece vocabulary on {count} sentences")
+        prefix = os.path.join(workdir, "vocab")
+        try:
+            spm.SentencePieceTrainer.train(
+                input=text_path,
+                model_prefix=prefix,
+                vocab_size=vocabulary_size,
+                model_type="unigram",
+                character_coverage=1.0,
+                pad_id=PAD_ID,
+                eos_id=EOS_ID,
+                unk_id=UNK_ID,
+                bos_id=-1,
+                input_sentence_size=count,
+                # Small corpora (tests, toy tasks) get fewer pieces, not an error.
+                hard_vocab_limit=False,
+                minloglevel=2,
+            )
+        except RuntimeError as error:
+            raise ValueError(f"cannot build a {vocabulary_size}-piece vocabulary: {error}") from None
+        tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+        tf.io.gfile.copy(prefix + ".model", path, overwrite=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_fn(f"Vocabulary written to {path}")
+    return path
+
+
+def read(path):
+    """The serialized SentencePiece model at `path`.
+
+    Raises:
+        ValueError: no such file.
+    """
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"vocabulary {path} does not exist")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def tokenizer(proto):
+    """A keras-hub `SentencePieceTokenizer` on the serialized model `proto`."""
+    import keras_hub
+
+    return keras_hub.tokenizers.SentencePieceTokenizer(proto=proto, dtype="int32")
+
+
+def main(argv=None):
+    from tf_sparsity_models.transformer import configs
+    from tf_sparsity_models.transformer import data as data_lib
+
+    defaults = configs.TransformerConfig()
+    parser = argparse.ArgumentParser(description="Build the shared subword vocabulary.")
+    parser.add_argument("--output", required=True, help="the .spm file to write")
+    parser.add_argument("--dataset", default=defaults.dataset)
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--vocabulary_size", type=int, default=defaults.vocabulary_size)
+    parser.add_argument("--sentences", type=int, default=defaults.vocabulary_sentences)
+    args = parser.parse_args(argv)
+    sentences, total = data_lib.vocabulary_text(
+        args.dataset, args.data_dir, (defaults.source_language, defaults.target_language),
+        args.sentences,
+    )
+    build(sentences, args.output, args.vocabulary_size, total=total)
+
+
+if __name__ == "__main__":
+    main()
