@@ -1,7 +1,8 @@
 """The `tf-sparsity` console command.
 
 Subcommands: `demo` (LeNet-300-100 on offline MNIST), `train` (the reference
-tasks), `report` and `sweep` (result tables, plots and grids).
+tasks), `translate` (with a trained Transformer run), `report` and `sweep`
+(result tables, plots and grids).
 """
 
 import argparse
@@ -106,6 +107,9 @@ def build_parser(argv=None):
         argv = list(argv or [])
         task = models_cli.task_from_argv(argv) if argv[:1] == ["train"] else None
         models_cli.add_train_parser(subparsers, task)
+        from tf_sparsity_models.transformer import cli as transformer_cli
+
+        transformer_cli.add_translate_parser(subparsers, positive_int, positive_float)
     reporting_cli.add_report_parser(subparsers)
     reporting_cli.add_sweep_parser(subparsers)
     return parser

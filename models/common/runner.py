@@ -222,6 +222,9 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
                 f"{name} {getattr(config, name)} does not split evenly over "
                 f"{replicas} replicas"
             )
+    # Seeded first: tf.random.set_seed also drops the TF resources made
+    # so far (a tokenizer's op), which the data pipelines need.
+    keras.utils.set_random_seed(config.seed)
     data = task.load_data(config, model_dir)
     backup_dir = os.path.join(own_dir, BACKUP_DIRNAME)
     logs_dir = os.path.join(own_dir, LOGS_DIRNAME)
@@ -229,7 +232,6 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
     if resumed_epoch and chief:
         print_fn(f"Resuming from {backup_dir} (Keras epoch {resumed_epoch})")
 
-    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_sparse_model(task, config, data)
         task.compile(model, config, data)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tf_sparsity_models.common import tfds_data
 from tf_sparsity_models.transformer import vocab as vocab_lib
+from tf_sparsity_models.transformer.vocab import add_eos
 from tf_sparsity_models.transformer.model import EOS_ID
 from tf_sparsity_models.transformer.model import PAD_ID
 
@@ -87,12 +88,94 @@ def as_model_inputs(source, target):
     return {"source": source, "target": target}, target, weights
 
 
-def add_eos(ragged):
-    eos = tf.fill([ragged.nrows(), 1], tf.constant(EOS_ID, ragged.dtype))
-    return tf.concat([ragged, tf.RaggedTensor.from_tensor(eos)], axis=1)
+class _TokenizedTranslation:
+    """Pipelines over sentence pairs tokenized with a SentencePiece model.
+
+    Subclasses set `proto`, `tokenizer`, `info`, `source_key`, `target_key`
+    and implement `_examples(split, input_context, training, seed)`, a
+    dataset of dicts holding the two sentences under those keys.
+    """
+
+    def _use_vocabulary(self, path):
+        self.codec = vocab_lib.Codec(vocab_lib.read(path))
+        self.proto = self.codec.proto
+        self.tokenizer = self.codec.tokenizer
+        self.vocabulary_path = path
+
+    def _tokenized(self, examples, max_length=None):
+        def tokenize(batch):
+            source = add_eos(self.tokenizer(batch[self.source_key]))
+            target = add_eos(self.tokenizer(batch[self.target_key]))
+            return source, target
+
+        pairs = examples.batch(256).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        # Unbatched rows of a ragged batch are typed ragged: make them dense.
+        pairs = pairs.map(lambda s, t: (tf.identity(s), tf.identity(t)))
+        if max_length is not None:
+            pairs = pairs.filter(
+                lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
+            )
+        return pairs
+
+    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
+        """`fn(input_context)` for `distribute_datasets_from_function`."""
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            examples = self._examples("train", input_context, True, shuffle_seed)
+            pairs = self._tokenized(examples, max_length)
+            pairs = pairs.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
+            batches = token_batches(pairs, tokens, max_length, drop_remainder=True)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+
+        return dataset_fn
+
+    def eval_dataset_fn(self, tokens_per_batch, repeat=False):
+        """`fn(input_context)` for the evaluation loss (teacher forcing)."""
+
+        def dataset_fn(input_context=None):
+            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
+            examples = self._examples(self.eval_split, input_context, False, 0)
+            pairs = self._tokenized(examples).map(
+                lambda s, t: (s[:EVAL_MAX_LENGTH], t[:EVAL_MAX_LENGTH])
+            )
+            if repeat:
+                pairs = pairs.repeat()
+            batches = token_batches(pairs, tokens, EVAL_MAX_LENGTH, drop_remainder=False)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=True)
+
+        return dataset_fn
+
+    def test_sentences(self, limit=None):
+        """`(sources, references)`: the evaluated split's raw sentences."""
+        examples = self._examples(self.eval_split, None, False, 0)
+        if limit is not None:
+            examples = examples.take(limit)
+        sources, references = [], []
+        for example in examples.as_numpy_iterator():
+            sources.append(example[self.source_key].decode("utf-8"))
+            references.append(example[self.target_key].decode("utf-8"))
+        return sources, references
+
+    def tokenize(self, sentences):
+        """Token id lists (with EOS) of Python strings."""
+        return self.codec.tokenize(sentences)
+
+    def detokenize(self, token_lists):
+        """Strings of token id lists (already cut at EOS)."""
+        return self.codec.detokenize(token_lists)
+
+    def _make_info(self, name, train_examples, eval_examples):
+        self.info = TranslationInfo(
+            name=name,
+            train_examples=train_examples,
+            eval_examples=eval_examples,
+            vocabulary_size=int(self.tokenizer.vocabulary_size()),
+            vocabulary_path=self.vocabulary_path,
+        )
 
 
-class TFDSTranslation:
+class TFDSTranslation(_TokenizedTranslation):
     """A TFDS translation dataset, tokenized with the run's vocabulary.
 
     Args:
@@ -108,8 +191,8 @@ class TFDSTranslation:
     def __init__(self, config, model_dir, print_fn=print):
         data_dir = os.path.expanduser(config.data_dir) if config.data_dir else None
         self.builder = tfds_data.open_builder(config.dataset, data_dir)
-        self.source_language = config.source_language
-        self.target_language = config.target_language
+        self.source_key = config.source_language
+        self.target_key = config.target_language
         features = set(self.builder.info.features.keys())
         for flag, language in (
             ("source_language", config.source_language),
@@ -142,80 +225,52 @@ class TFDSTranslation:
                 )
                 print_fn(f"Building the vocabulary from {config.dataset} (train)")
                 vocab_lib.build(sentences, path, config.vocabulary_size, total=total, print_fn=print_fn)
-        self.proto = vocab_lib.read(path)
-        self.tokenizer = vocab_lib.tokenizer(self.proto)
-        self.info = TranslationInfo(
-            name=config.dataset,
-            train_examples=tfds_data.split_size(splits, "train"),
-            eval_examples=tfds_data.split_size(splits, config.eval_split),
-            vocabulary_size=int(self.tokenizer.vocabulary_size()),
-            vocabulary_path=path,
+        self._use_vocabulary(path)
+        self._make_info(
+            config.dataset,
+            tfds_data.split_size(splits, "train"),
+            tfds_data.split_size(splits, config.eval_split),
         )
 
-    def _tokenized(self, examples, max_length=None):
-        def tokenize(batch):
-            source = add_eos(self.tokenizer(batch[self.source_language]))
-            target = add_eos(self.tokenizer(batch[self.target_language]))
-            return source, target
+    def _examples(self, split, input_context, training, seed):
+        return tfds_data.read(self.builder, split, input_context, training, seed)
 
-        pairs = examples.batch(256).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-        if max_length is not None:
-            pairs = pairs.filter(
-                lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
-            )
-        return pairs
 
-    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
-        """`fn(input_context)` for `distribute_datasets_from_function`."""
+class TextPairs(_TokenizedTranslation):
+    """Sentence pairs held in memory (your own parallel text, or a toy task).
 
-        def dataset_fn(input_context=None):
-            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
-            examples = tfds_data.read(self.builder, "train", input_context, True, shuffle_seed)
-            pairs = self._tokenized(examples, max_length)
-            pairs = pairs.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
-            batches = token_batches(pairs, tokens, max_length, drop_remainder=True)
-            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+    Args:
+        train_pairs: `(source, target)` string pairs to train on.
+        test_pairs: pairs to evaluate on.
+        vocabulary: a SentencePiece model file; built from `train_pairs`
+            (with `vocabulary_size` pieces at most) when it does not exist.
+        vocabulary_size: see `vocabulary`.
+        name: the dataset's name in result rows.
+    """
 
-        return dataset_fn
+    source_key = "source"
+    target_key = "target"
+    eval_split = "test"
 
-    def eval_dataset_fn(self, tokens_per_batch, repeat=False):
-        """`fn(input_context)` for the evaluation loss (teacher forcing)."""
+    def __init__(self, train_pairs, test_pairs, vocabulary, vocabulary_size=8000, name="text_pairs"):
+        self.splits = {"train": list(train_pairs), "test": list(test_pairs)}
+        if not tf.io.gfile.exists(vocabulary):
+            text = (sentence for pair in self.splits["train"] for sentence in pair)
+            vocab_lib.build(text, vocabulary, vocabulary_size, total=2 * len(self.splits["train"]))
+        self._use_vocabulary(vocabulary)
+        self._make_info(name, len(self.splits["train"]), len(self.splits["test"]))
 
-        def dataset_fn(input_context=None):
-            tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
-            examples = tfds_data.read(self.builder, self.eval_split, input_context, False, 0)
-            pairs = self._tokenized(examples).map(
-                lambda s, t: (s[:EVAL_MAX_LENGTH], t[:EVAL_MAX_LENGTH])
-            )
-            if repeat:
-                pairs = pairs.repeat()
-            batches = token_batches(pairs, tokens, EVAL_MAX_LENGTH, drop_remainder=False)
-            return tfds_data.finish(batches.map(as_model_inputs), deterministic=True)
-
-        return dataset_fn
-
-    def test_sentences(self, limit=None):
-        """`(sources, references)`: the evaluated split's raw sentences."""
-        examples = tfds_data.read(self.builder, self.eval_split, None, False, 0)
-        if limit is not None:
-            examples = examples.take(limit)
-        sources, references = [], []
-        for example in examples.as_numpy_iterator():
-            sources.append(example[self.source_language].decode("utf-8"))
-            references.append(example[self.target_language].decode("utf-8"))
-        return sources, references
-
-    def tokenize(self, sentences):
-        """Token id lists (with EOS) of Python strings."""
-        ragged = add_eos(self.tokenizer(tf.constant(sentences, tf.string)))
-        return [list(row) for row in ragged.numpy()]
-
-    def detokenize(self, token_lists):
-        """Strings of token id lists (already cut at EOS)."""
-        if not token_lists:
-            return []
-        ragged = tf.ragged.constant(token_lists, dtype=tf.int32, row_splits_dtype=tf.int64)
-        return [s.decode("utf-8") for s in self.tokenizer.detokenize(ragged).numpy()]
+    def _examples(self, split, input_context, training, seed):
+        pairs = self.splits[split]
+        dataset = tf.data.Dataset.from_tensor_slices(
+            {
+                "source": tf.constant([s for s, _ in pairs], tf.string),
+                "target": tf.constant([t for _, t in pairs], tf.string),
+            }
+        )
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return dataset
 
 
 def vocabulary_text(name, data_dir, languages, sentences, builder=None):

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tf_sparsity as tfs
 from tf_sparsity_models.transformer import decoding
 from tf_sparsity_models.transformer import vocab as vocab_lib
-from tf_sparsity_models.transformer.data import add_eos
+from tf_sparsity_models.transformer.vocab import add_eos
 from tf_sparsity_models.transformer.model import EOS_ID
 from tf_sparsity_models.transformer.model import PAD_ID
 
@@ -66,7 +66,6 @@ def export_for_serving(model, export_dir, proto, beam_size=4, alpha=0.6, extra_l
     archive.track(plain)
     if proto is not None:
         tokenizer = vocab_lib.tokenizer(proto)
-        tokenizer(tf.constant([""]))  # Builds it (the archive tracks built layers).
 
         def translate(sentences):
             source = add_eos(tokenizer(sentences)).to_tensor(default_value=PAD_ID)

@@ -4,7 +4,6 @@ import dataclasses
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import tf_sparsity as tfs
@@ -12,56 +11,12 @@ from tf_sparsity_models.common import task as task_lib
 from tf_sparsity_models.transformer import bleu as bleu_lib
 from tf_sparsity_models.transformer import configs
 from tf_sparsity_models.transformer import data as data_lib
-from tf_sparsity_models.transformer import decoding
 from tf_sparsity_models.transformer import export as export_lib
 from tf_sparsity_models.transformer import loss as loss_lib
 from tf_sparsity_models.transformer import lr_schedule
 from tf_sparsity_models.transformer import model as model_lib
 from tf_sparsity_models.transformer import vocab as vocab_lib
-
-
-class Translator:
-    """Translates sentences with a trained model, in batches of similar
-    length (sorted, so little padding), decoding in one compiled function
-    per padded source length.
-
-    Args:
-        model: a `Transformer` (sparse or not).
-        data: the run's data (its `tokenize` and `detokenize`).
-        beam_size: beams (1: greedy decoding).
-        alpha: length-penalty exponent.
-        extra_length: a translation may be this many tokens longer than
-            its source.
-        batch_size: sentences per batch.
-        jit_compile: compile the decoder with XLA.
-    """
-
-    def __init__(self, model, data, beam_size=4, alpha=0.6, extra_length=50, batch_size=64, jit_compile=True):
-        self.data = data
-        self.extra_length = extra_length
-        self.batch_size = batch_size
-
-        def translate_ids(source, max_length):
-            return decoding.decode(model, source, max_length, beam_size, alpha)
-
-        self._decode = tf.function(translate_ids, jit_compile=jit_compile, reduce_retracing=False)
-
-    def __call__(self, sentences):
-        """Translations of `sentences` (a list of str), in order."""
-        token_lists = self.data.tokenize(list(sentences))
-        order = np.argsort([len(t) for t in token_lists], kind="stable")
-        outputs = [None] * len(token_lists)
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start:start + self.batch_size]
-            longest = max(len(token_lists[i]) for i in chosen)
-            width = -(-longest // 8) * 8  # Few distinct shapes to compile.
-            source = np.zeros((len(chosen), width), np.int32)
-            for row, index in enumerate(chosen):
-                source[row, : len(token_lists[index])] = token_lists[index]
-            ids = self._decode(tf.constant(source), width + self.extra_length).numpy()
-            for index, text in zip(chosen, self.data.detokenize(decoding.trim(ids))):
-                outputs[index] = text
-        return outputs
+from tf_sparsity_models.transformer.translate import Translator
 
 
 class TransformerTask(task_lib.Task):

@@ -109,10 +109,60 @@ def read(path):
 
 
 def tokenizer(proto):
-    """A keras-hub `SentencePieceTokenizer` on the serialized model `proto`."""
+    """A keras-hub `SentencePieceTokenizer` on the serialized model `proto`.
+
+    Make it after `keras.utils.set_random_seed` / `tf.random.set_seed`:
+    seeding TensorFlow drops the ops' resources made before it.
+    """
     import keras_hub
 
-    return keras_hub.tokenizers.SentencePieceTokenizer(proto=proto, dtype="int32")
+    tokenizer = keras_hub.tokenizers.SentencePieceTokenizer(proto=proto, dtype="int32")
+    # Called once eagerly: keras-hub creates its tensorflow-text op on the
+    # first call, and one created inside a tf.data function dies with it.
+    # This also builds the layer (an export archive tracks built layers).
+    tokenizer(tf.constant([""]))
+    return tokenizer
+
+
+def add_eos(ragged):
+    """Appends `EOS_ID` to every row of a ragged batch of token ids."""
+    eos = tf.fill([ragged.nrows(), 1], tf.constant(EOS_ID, ragged.dtype))
+    return tf.concat([ragged, tf.RaggedTensor.from_tensor(eos)], axis=1)
+
+
+def _in_graph(function):
+    # Called eagerly, keras-hub tokenizers return Python lists; in a graph,
+    # (ragged) tensors.
+    return tf.function(function, autograph=False)
+
+
+class Codec:
+    """Sentences to token ids and back with one SentencePiece model.
+
+    Args:
+        proto: the serialized SentencePiece model (`read(path)`).
+    """
+
+    def __init__(self, proto):
+        self.proto = proto
+        self.tokenizer = tokenizer(proto)
+        self.vocabulary_size = int(self.tokenizer.vocabulary_size())
+        self._tokenize = _in_graph(lambda s: add_eos(self.tokenizer(s)))
+        self._detokenize = _in_graph(self.tokenizer.detokenize)
+
+    def tokenize(self, sentences):
+        """Token id lists, each ending with EOS, of a list of str."""
+        if not sentences:
+            return []
+        ragged = self._tokenize(tf.constant(list(sentences), tf.string))
+        return [list(row) for row in ragged.numpy()]
+
+    def detokenize(self, token_lists):
+        """Strings of token id lists (cut at EOS, no padding)."""
+        if not token_lists:
+            return []
+        ragged = tf.ragged.constant(token_lists, dtype=tf.int32, row_splits_dtype=tf.int64)
+        return [s.decode("utf-8") for s in self._detokenize(ragged).numpy()]
 
 
 def main(argv=None):
