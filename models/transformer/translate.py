@@ -78,6 +78,8 @@ def load_run(model_dir, beam_size=None, alpha=None, batch_size=64):
     import tf_sparsity as tfs
     from tf_sparsity_models.common import runner
     from tf_sparsity_models.transformer import vocab as vocab_lib
+    # Registers the classes model.keras names (model, loss, schedule).
+    from tf_sparsity_models.transformer import task  # noqa: F401
 
     paths = {
         name: os.path.join(model_dir, name)
@@ -141,17 +143,17 @@ def translate_command(args):
     """Runs `tf-sparsity translate` for parsed `args`; returns the exit code."""
     if args.export and (args.beam_size is not None or args.alpha is not None):
         raise ValueError("--beam_size and --alpha are fixed in an export: use --model_dir to change them")
-    if args.input == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        if not os.path.exists(args.input):
-            raise ValueError(f"--input {args.input} does not exist")
-        with open(args.input, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+    if args.input != "-" and not os.path.exists(args.input):
+        raise ValueError(f"--input {args.input} does not exist")
     if args.export:
         translate = load_export(args.export, args.batch_size)
     else:
         translate = load_run(args.model_dir, args.beam_size, args.alpha, args.batch_size)
+    if args.input == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.input, encoding="utf-8") as f:
+            lines = f.read().splitlines()
     translations = translate(lines) if lines else []
     text = "".join(t + "\n" for t in translations)
     if args.output == "-":

@@ -81,7 +81,7 @@ def build(sentences, path, vocabulary_size, total=None, print_fn=print):
                 eos_id=EOS_ID,
                 unk_id=UNK_ID,
                 bos_id=-1,
-                input_sentence_size=count,
+                input_sentence_size=0,  # All of them (already sampled).
                 # Small corpora (tests, toy tasks) get fewer pieces, not an error.
                 hard_vocab_limit=False,
                 minloglevel=2,
