@@ -128,6 +128,21 @@ def test_beam_of_one_without_length_penalty_is_greedy_and_xla_matches_eager(rng)
             assert (after == model_lib.PAD_ID).all()
 
 
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_sentence_translates_the_same_alone_or_in_any_batch(beam_size, rng):
+    model = tiny_transformer()
+    lengths = [2, 7, 4]
+    source = np.zeros((3, 9), "int32")
+    for row, length in enumerate(lengths):
+        source[row, :length] = rng.integers(3, 40, length)
+    together = ops.convert_to_numpy(decoding.decode(model, source, 5, beam_size))
+    for row, length in enumerate(lengths):
+        alone = ops.convert_to_numpy(decoding.decode(model, source[row : row + 1, :length], 5, beam_size))
+        assert decoding.trim(alone) == decoding.trim(together[row : row + 1])
+        # Each sentence stops at its own source length + 5 tokens.
+        assert len(decoding.trim(alone)[0]) <= length + 5 - 1
+
+
 def test_beam_search_prefers_the_sequence_with_the_best_penalized_score():
     # A model whose next-token distribution depends only on the previous
     # token: greedy takes token 5 (p=0.6) then gets a poor continuation;

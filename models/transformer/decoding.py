@@ -41,19 +41,32 @@ def _start(model, source, max_length, repeat=1):
     return encoded, source_mask, logits, self_cache, cross_cache
 
 
-def greedy(model, source, max_length):
+def _end_at_limit(logits, index, limits):
+    """Logits that force EOS in the rows whose limit `index` has reached."""
+    if limits is None:
+        return logits
+    vocabulary = ops.shape(logits)[-1]
+    only_eos = ops.where(ops.arange(vocabulary) == EOS_ID, 0.0, NEG_INF)
+    at_limit = (index >= limits - 1)[:, None]
+    return ops.where(at_limit, ops.cast(only_eos, logits.dtype)[None, :], logits)
+
+
+def greedy(model, source, max_length, limits=None):
     """Greedy decoding.
 
     Args:
         model: a `Transformer` (sparse or not).
         source: int tensor `(batch, source_length)`, 0-padded.
         max_length: most tokens produced per sentence (EOS included).
+        limits: optional int tensor `(batch,)`: each sentence's own most
+            tokens (EOS included), at most `max_length`.
 
     Returns:
         int32 tensor `(batch, max_length)`.
     """
     encoded, source_mask, logits, self_cache, cross_cache = _start(model, source, max_length)
     batch = ops.shape(source)[0]
+    logits = _end_at_limit(logits, 0, limits)
     first = ops.cast(ops.argmax(logits, axis=-1), "int32")
     tokens = ops.zeros((batch, max_length), "int32")
     tokens = ops.slice_update(tokens, (0, 0), first[:, None])
@@ -67,6 +80,7 @@ def greedy(model, source, max_length):
         logits, self_cache, cross_cache = model.decode_step(
             previous, index, encoded, source_mask, self_cache, cross_cache, fill_cross=False
         )
+        logits = _end_at_limit(logits, index, limits)
         chosen = ops.cast(ops.argmax(logits, axis=-1), "int32")
         chosen = ops.where(finished, PAD_ID, chosen)
         tokens = ops.slice_update(tokens, (0, index), chosen[:, None])
@@ -78,7 +92,7 @@ def greedy(model, source, max_length):
     return tokens
 
 
-def beam_search(model, source, max_length, beam_size=4, alpha=0.6):
+def beam_search(model, source, max_length, beam_size=4, alpha=0.6, limits=None):
     """Beam search with length penalty (tensor2tensor's algorithm).
 
     Args:
@@ -87,6 +101,8 @@ def beam_search(model, source, max_length, beam_size=4, alpha=0.6):
         max_length: most tokens produced per sentence (EOS included).
         beam_size: beams kept per sentence.
         alpha: length-penalty exponent (0: none; t2t's default 0.6).
+        limits: optional int tensor `(batch,)`: each sentence's own most
+            tokens (EOS included), at most `max_length`.
 
     Returns:
         int32 tensor `(batch, max_length)`: the best finished beam of each
@@ -98,6 +114,7 @@ def beam_search(model, source, max_length, beam_size=4, alpha=0.6):
         model, source, max_length, repeat=k
     )
     vocabulary = ops.shape(logits)[-1]
+    beam_limits = None if limits is None else ops.repeat(limits, k, axis=0)
     # One live beam at the start (the others -inf), so the first step's top
     # candidates are distinct tokens.
     initial = ops.convert_to_tensor([0.0] + [NEG_INF] * (k - 1), "float32")
@@ -118,6 +135,7 @@ def beam_search(model, source, max_length, beam_size=4, alpha=0.6):
 
     def advance(index, logits, state, self_cache, cross_cache):
         """One step of bookkeeping, given the live beams' next-token logits."""
+        logits = _end_at_limit(logits, index, beam_limits)
         log_probs = ops.log_softmax(ops.reshape(logits, (batch, k, vocabulary)), axis=-1)
         log_probs = log_probs + state["alive_log_probs"][:, :, None]
         penalty = length_penalty(index + 1, alpha)
@@ -187,11 +205,20 @@ def beam_search(model, source, max_length, beam_size=4, alpha=0.6):
     )
 
 
-def decode(model, source, max_length, beam_size=4, alpha=0.6):
-    """Beam search, or greedy decoding when `beam_size` is 1."""
+def decode(model, source, extra_length, beam_size=4, alpha=0.6):
+    """Translates `source`: beam search, or greedy decoding when
+    `beam_size` is 1. Each sentence may be `extra_length` tokens longer than
+    its own source (tensor2tensor's decode length), so what a sentence
+    becomes does not depend on the batch it is in.
+
+    Returns:
+        int32 tensor `(batch, source_length + extra_length)`.
+    """
+    limits = ops.sum(ops.cast(ops.not_equal(source, PAD_ID), "int32"), axis=1) + extra_length
+    max_length = ops.shape(source)[1] + extra_length
     if beam_size == 1:
-        return greedy(model, source, max_length)
-    return beam_search(model, source, max_length, beam_size, alpha)
+        return greedy(model, source, max_length, limits)
+    return beam_search(model, source, max_length, beam_size, alpha, limits)
 
 
 def trim(token_ids):

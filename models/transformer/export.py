@@ -9,7 +9,7 @@ with two endpoints:
   tokenization, beam search (or greedy decoding) and detokenization all run
   in the graph.
 - `translate_ids`: `source_ids` int32 `(batch, length)` (0-padded, each row
-  ending with EOS = 1), returns `token_ids` int32 `(batch, max_length)`: each
+  ending with EOS = 1), returns `token_ids` int32 `(batch, length + extra_length)`: each
   translation, its EOS, then 0s.
 
 Serving needs `tensorflow` and `tensorflow-text` (its SentencePiece op):
@@ -58,8 +58,7 @@ def export_for_serving(model, export_dir, proto, beam_size=4, alpha=0.6, extra_l
     plain = tfs.strip(model)
 
     def translate_ids(source_ids):
-        max_length = tf.shape(source_ids)[1] + extra_length
-        token_ids = decoding.decode(plain, source_ids, max_length, beam_size, alpha)
+        token_ids = decoding.decode(plain, source_ids, extra_length, beam_size, alpha)
         return {"token_ids": token_ids}
 
     archive = keras.export.ExportArchive()

@@ -45,8 +45,8 @@ class Translator:
         self.extra_length = extra_length
         self.batch_size = batch_size
 
-        def translate_ids(source, max_length):
-            return decoding.decode(model, source, max_length, beam_size, alpha)
+        def translate_ids(source):
+            return decoding.decode(model, source, extra_length, beam_size, alpha)
 
         self._decode = tf.function(translate_ids, jit_compile=jit_compile, reduce_retracing=False)
 
@@ -62,7 +62,7 @@ class Translator:
             source = np.zeros((len(chosen), width), np.int32)
             for row, index in enumerate(chosen):
                 source[row, : len(token_lists[index])] = token_lists[index]
-            ids = self._decode(tf.constant(source), width + self.extra_length).numpy()
+            ids = self._decode(tf.constant(source)).numpy()
             for index, text in zip(chosen, self.codec.detokenize(decoding.trim(ids))):
                 outputs[index] = text
         return outputs
