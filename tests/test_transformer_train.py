@@ -185,3 +185,25 @@ def test_base_size_model_trains_with_each_method_on_mocked_wmt14(method, tmp_pat
         )
         # (An untrained model: what it says is noise, but it says it.)
         assert len(served) == 2 and all(isinstance(s, str) for s in served)
+
+
+def test_lottery_and_scratch_variants_reuse_a_transformer_runs_masks(tmp_path):
+    source_dir = str(tmp_path / "source")
+    base = dict(steps=8, checkpoint_every=4, bleu_examples=2, eval_steps=1, export=False)
+    task = task_lib.get("transformer")
+    source = runner.run(
+        config_lib.make_config(task, "tiny", dict(base, method="magnitude", sparsity=0.75)),
+        source_dir, verbose=0, print_fn=lambda *a: None,
+    )
+    learned, _ = tfs.read_masks(os.path.join(source_dir, runner.MASKS_FILENAME))
+    for variant in ("lottery", "scratch_b"):
+        config = config_lib.make_config(task, None, dict(mask_from=source_dir, variant=variant))
+        assert config.method == "fixed_mask" and config.num_layers == 1  # Inherited.
+        result = runner.run(config, str(tmp_path / variant), verbose=0, print_fn=lambda *a: None)
+        assert result.row["method"] == variant and result.row["mask_from"] == source_dir
+        assert result.row["steps"] == (16 if variant == "scratch_b" else 8)
+        masks, _ = tfs.read_masks(os.path.join(str(tmp_path / variant), runner.MASKS_FILENAME))
+        assert sorted(masks) == sorted(learned)
+        for key in learned:
+            np.testing.assert_array_equal(masks[key], learned[key], err_msg=key)
+    assert source.row["global_sparsity"] == pytest.approx(0.75, abs=1e-3)
