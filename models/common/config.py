@@ -186,6 +186,35 @@ def check_common(config):
         )
 
 
+def released_run_settings(config, run, paper_steps):
+    """Field updates from a released paper run, for the fields `config`
+    left None: its schedule (`begin_step`, `end_step`, `frequency`, scaled
+    by `config.steps / paper_steps`) and its `method_args` ({} without a
+    run).
+
+    Args:
+        config: a task's config.
+        run: the released run (with `begin_step`, `end_step`, `frequency`
+            and `method_args`), or None.
+        paper_steps: the steps the released runs trained for.
+    """
+    updates = {}
+    if run is not None:
+        scale = config.steps / paper_steps
+        if config.begin_step is None:
+            updates["begin_step"] = round(run.begin_step * scale)
+        if config.end_step is None:
+            begin = updates.get("begin_step", config.begin_step)
+            updates["end_step"] = max(round(run.end_step * scale), begin + 1)
+        if config.frequency is None and run.frequency is not None:
+            updates["frequency"] = max(round(run.frequency * scale), 1)
+        if config.method_args is None:
+            updates["method_args"] = dict(run.method_args)
+    if config.method_args is None and "method_args" not in updates:
+        updates["method_args"] = {}
+    return updates
+
+
 def parse_value(config_class, name, text):
     """Converts the text of `--name text` (or `--set name=text`) to a value.
 

@@ -264,20 +264,9 @@ def resolve(config):
         updates["learning_rate"] = 0.1 * config.batch_size / 256
     if config.label_smoothing is None:
         updates["label_smoothing"] = run.label_smoothing if run else 0.1
-    if run is not None and config.method != DENSE:
-        scale = config.steps / PAPER_STEPS
-        begin = round(run.begin_step * scale)
-        if config.begin_step is None:
-            updates["begin_step"] = begin
-        if config.end_step is None:
-            begin = updates.get("begin_step", config.begin_step)
-            updates["end_step"] = max(round(run.end_step * scale), begin + 1)
-        if config.frequency is None and run.frequency is not None:
-            updates["frequency"] = max(round(run.frequency * scale), 1)
-        if config.method_args is None:
-            updates["method_args"] = dict(run.method_args)
-    if config.method_args is None and "method_args" not in updates:
-        updates["method_args"] = {}
+    if config.method == DENSE:
+        run = None
+    updates.update(config_lib.released_run_settings(config, run, PAPER_STEPS))
     resolved = dataclasses.replace(config, **updates)
     config_lib.check_common(resolved)
     return resolved
