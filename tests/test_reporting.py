@@ -251,7 +251,7 @@ def test_report_uses_bleu_for_transformer_and_metric_override(tmp_path):
     ]
     report.write_report(rows, tmp_path / "bleu")
     table = markdown_table(
-        (tmp_path / "bleu" / "report.md").read_text(), "## transformer: BLEU"
+        (tmp_path / "bleu" / "report.md").read_text(), "## transformer: BLEU (sacreBLEU)"
     )
     assert table["magnitude"]["90%"] == "26.00 ± 1.41 (2) @ 90.0%"
 
