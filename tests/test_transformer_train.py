@@ -211,7 +211,7 @@ def test_base_size_model_trains_with_each_method_on_mocked_wmt14(method, tmp_pat
         assert 0.0 <= report.global_sparsity < 1.0
 
 
-def test_lottery_and_scratch_variants_reuse_a_transformer_runs_masks(tmp_path):
+def test_lottery_variant_reuses_a_transformer_runs_masks(tmp_path):
     source_dir = str(tmp_path / "source")
     base = dict(steps=8, checkpoint_every=4, bleu_examples=2, eval_steps=1, export=False)
     task = task_lib.get("transformer")
@@ -220,14 +220,35 @@ def test_lottery_and_scratch_variants_reuse_a_transformer_runs_masks(tmp_path):
         source_dir, verbose=0, print_fn=lambda *a: None,
     )
     learned, _ = tfs.read_masks(os.path.join(source_dir, runner.MASKS_FILENAME))
-    for variant in ("lottery", "scratch_b"):
+    # (scratch_b and the other variants: tests/test_learned_masks.py.)
+    for variant in ("lottery",):
         config = config_lib.make_config(task, None, dict(mask_from=source_dir, variant=variant))
         assert config.method == "fixed_mask" and config.num_layers == 1  # Inherited.
         result = runner.run(config, str(tmp_path / variant), verbose=0, print_fn=lambda *a: None)
         assert result.row["method"] == variant and result.row["mask_from"] == source_dir
-        assert result.row["steps"] == (16 if variant == "scratch_b" else 8)
+        assert result.row["steps"] == 8
         masks, _ = tfs.read_masks(os.path.join(str(tmp_path / variant), runner.MASKS_FILENAME))
         assert sorted(masks) == sorted(learned)
         for key in learned:
             np.testing.assert_array_equal(masks[key], learned[key], err_msg=key)
     assert source.row["global_sparsity"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_vd_run_reports_bleu_and_sparsity_at_each_threshold(tmp_path):
+    task = task_lib.get("transformer")
+    config = config_lib.make_config(
+        task, "tiny",
+        dict(
+            method="variational_dropout", sparsity=0.5, export=False, eval_steps=0,
+            bleu_examples=2, vd_thresholds=(0.0, 3.0, 8.0),
+        ),
+    )
+    row = runner.run(config, str(tmp_path), verbose=0, print_fn=lambda *a: None).row
+    sweep = row["threshold_sweep"]
+    assert [entry["threshold"] for entry in sweep] == [0.0, 3.0, 8.0]
+    # A higher threshold prunes fewer weights; each point has its BLEU.
+    sparsities = [entry["global_sparsity"] for entry in sweep]
+    assert sparsities[0] >= sparsities[1] >= sparsities[2]
+    assert all(entry["bleu_tokenized"] >= 0.0 for entry in sweep)
+    # The run's own threshold is restored for its reported sparsity.
+    assert row["global_sparsity"] <= sparsities[0]
