@@ -328,3 +328,9 @@ def test_translate_refuses_a_directory_without_a_run(tmp_path, capsys):
     assert "has no model.keras" in capsys.readouterr().err
     assert tfs_cli.main(["translate", "--export", str(tmp_path)]) == 2
     assert "holds no SavedModel" in capsys.readouterr().err
+
+
+def test_a_task_whose_extra_is_missing_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(task_lib.TASKS, "transformer", "no_such_module_for_tests.task:TASK")
+    with pytest.raises(ValueError, match=r'needs no_such_module_for_tests .*pip install "tf_sparsity\[transformer\]"'):
+        task_lib.get("transformer")

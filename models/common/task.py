@@ -116,11 +116,18 @@ def get(name):
     """The registered task `name`.
 
     Raises:
-        ValueError: unknown task.
+        ValueError: unknown task, or one whose extra is not installed.
     """
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r} (known: {', '.join(names())})")
     module, attribute = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(
+            f"task {name!r} needs {error.name or 'a module'} that is not installed: "
+            f'pip install "tf_sparsity[{name}]"'
+        ) from None
+    return getattr(loaded, attribute)
