@@ -1,6 +1,5 @@
 """Transformer (base) on WMT14 English-German as a `tf-sparsity train` task."""
 
-import dataclasses
 import os
 
 import keras
