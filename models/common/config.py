@@ -186,6 +186,16 @@ def check_common(config):
         )
 
 
+def method_presets(methods, sparsities):
+    """`{"METHOD_PERCENT": {"method", "sparsity"}}` for every pair, e.g.
+    `magnitude_90`: the presets of a task's paper grid."""
+    return {
+        f"{method}_{round(sparsity * 100)}": {"method": method, "sparsity": sparsity}
+        for method in methods
+        for sparsity in sparsities
+    }
+
+
 def released_run_settings(config, run, paper_steps):
     """Field updates from a released paper run, for the fields `config`
     left None: its schedule (`begin_step`, `end_step`, `frequency`, scaled

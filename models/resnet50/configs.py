@@ -200,10 +200,7 @@ TINY = {
 
 def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
-    for method in PAPER_METHODS:
-        for sparsity in PAPER_SPARSITIES:
-            name = f"{method}_{round(sparsity * 100)}"
-            presets[name] = {"method": method, "sparsity": sparsity}
+    presets.update(config_lib.method_presets(PAPER_METHODS, PAPER_SPARSITIES))
     return presets
 
 

@@ -225,9 +225,7 @@ TINY = {
 
 def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
-    for method in PAPER_METHODS:
-        for sparsity in PAPER_SPARSITIES:
-            presets[f"{method}_{round(sparsity * 100)}"] = {"method": method, "sparsity": sparsity}
+    presets.update(config_lib.method_presets(PAPER_METHODS, PAPER_SPARSITIES))
     for sparsity in PAPER_SPARSITIES:
         # sparse_transformer_mpfc_tpu: magnitude pruning, embedding and
         # softmax dense, 4096 tokens per batch.
