@@ -307,3 +307,72 @@ def test_cli_sweep_bad_spec(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: sweep spec: sparsity 2 is not a number")
     assert len(err.strip().splitlines()) == 1
+
+
+# Startup: `report` and `sweep` load no Keras or TensorFlow.
+
+
+@pytest.mark.parametrize(
+    "argv, orig_argv, expected",
+    [
+        (["/venv/bin/tf-sparsity", "report", "runs"], [], "report"),
+        (["tf-sparsity", "sweep", "spec.json", "--print"], [], "sweep"),
+        (["/venv/bin/tf-sparsity", "train", "--task", "resnet50"], [], None),
+        (["/venv/bin/tf-sparsity", "demo"], [], None),
+        (["/venv/bin/tf-sparsity"], [], None),
+        (["-m"], ["python", "-m", "tf_sparsity.cli", "report", "runs"], "report"),
+        (["-m"], ["python", "-m", "tf_sparsity.cli", "train"], None),
+        (["-m"], ["python", "-m", "other.module", "report"], None),
+        (["my_script.py", "report"], [], None),
+        ([], [], None),
+    ],
+)
+def test_light_commands(argv, orig_argv, expected):
+    from tf_sparsity import _startup
+
+    assert _startup.light_command(argv, orig_argv) == expected
+
+
+def _imported_modules(argv, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    program = pathlib.Path(sys.executable).with_name("tf-sparsity")
+    if not program.exists():
+        pytest.skip("the tf-sparsity console script is not installed")
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1", MPLBACKEND="Agg")
+    result = subprocess.run(
+        [str(program)] + argv, capture_output=True, text=True, cwd=str(tmp_path), env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # -X importtime lines: "import time: self | cumulative | package.module".
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+@pytest.mark.parametrize("command", ["report", "sweep"])
+def test_report_and_sweep_load_no_keras_or_tensorflow(command, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    for i in range(2):
+        row = dict(task="lenet300", method="magnitude", target_sparsity=0.9,
+                   global_sparsity=0.9, steps=10, wall_time_s=1.0, seed=i,
+                   accuracy=0.9 + i / 100, main_metric="accuracy")
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "result.json").write_text(json.dumps(row))
+    if command == "report":
+        argv = ["report", str(tmp_path), "--out", str(tmp_path / "report")]
+    else:
+        argv = ["sweep", str(spec), "--out", str(tmp_path / "o"), "--print", str(tmp_path / "c.sh")]
+    modules = _imported_modules(argv, tmp_path)
+    assert "tf_sparsity.reporting.cli" in modules  # the profile is real
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("keras", "tensorflow", "jax"))
+    assert heavy == [], heavy[:10]
+    if command == "report":
+        assert (tmp_path / "report" / "report.md").exists()
+    else:
+        assert len((tmp_path / "c.sh").read_text().splitlines()) == NUM_RUNS

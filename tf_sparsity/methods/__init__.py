@@ -1,5 +1,8 @@
 """Sparsity methods, one per module, and their registry."""
 
+import importlib
+
+from tf_sparsity import method_names
 from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.methods.base import PruningMethod
 from tf_sparsity.methods.base import RegularizedMethod
@@ -10,14 +13,33 @@ from tf_sparsity.methods.magnitude import MagnitudePruning
 from tf_sparsity.methods.random_pruning import RandomPruning
 from tf_sparsity.methods.variational_dropout import VariationalDropout
 
-# Adding a method: one new module, one line here.
-REGISTRY = {
-    MagnitudePruning.name: MagnitudePruning,
-    RandomPruning.name: RandomPruning,
-    VariationalDropout.name: VariationalDropout,
-    L0Regularization.name: L0Regularization,
-    FixedMask.name: FixedMask,
-}
+__all__ = [
+    "FixedMask",
+    "L0Regularization",
+    "MagnitudePruning",
+    "MaskedMethod",
+    "PruningMethod",
+    "RandomPruning",
+    "RegularizedMethod",
+    "SparsityMethod",
+    "VariationalDropout",
+    "REGISTRY",
+    "get",
+    "make",
+]
+
+def _load_registry():
+    registry = {}
+    for name, path in method_names.METHOD_CLASSES.items():
+        module, class_name = path.split(":")
+        registry[name] = getattr(importlib.import_module(module), class_name)
+        if registry[name].name != name:
+            raise RuntimeError(f"{path}.name is {registry[name].name!r}, registered as {name!r}")
+    return registry
+
+
+# Name -> class of every method (`tfs.METHODS`); see `tf_sparsity.method_names`.
+REGISTRY = _load_registry()
 
 
 def get(identifier):

@@ -6,8 +6,9 @@
 - `sweep`: expand a grid spec into `tf-sparsity train` runs; run or print.
 - `cli`: the `tf-sparsity report` and `tf-sparsity sweep` subcommands.
 
-Its modules use only the standard library and matplotlib, no TensorFlow
-(though importing `tf_sparsity` itself loads Keras).
+Its modules use only the standard library and matplotlib: `tf-sparsity
+report` and `tf-sparsity sweep` start without loading Keras or TensorFlow
+(see `tf_sparsity._startup`).
 """
 
 from tf_sparsity.reporting.cli import add_report_parser

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 
+from tf_sparsity import method_names
 from tf_sparsity.reporting import rows as rows_lib
 
 TRAIN_COMMAND = ("tf-sparsity", "train")
@@ -227,9 +228,7 @@ def expand_grid(spec, out_dir=None):
 
 def known_methods():
     """Method names every task accepts: the library's methods and dense."""
-    from tf_sparsity.methods import REGISTRY
-
-    return {DENSE_METHOD, *REGISTRY}
+    return {DENSE_METHOD, *method_names.METHOD_CLASSES}
 
 
 def make_run_id(task, method, sparsity, seed, hparams=None):
