@@ -28,6 +28,7 @@ if not _startup.light_command(_sys.argv, getattr(_sys, "orig_argv", ())):
     from tf_sparsity.export import export_saved_model
     from tf_sparsity.layers import SparseWrapper
     from tf_sparsity.layers import register_sparsifiable
+    from tf_sparsity.litert import export_litert
     from tf_sparsity.methods import REGISTRY as METHODS
     from tf_sparsity.mask_files import load_masks
     from tf_sparsity.mask_files import read_masks
@@ -52,6 +53,10 @@ if not _startup.light_command(_sys.argv, getattr(_sys, "orig_argv", ())):
     from tf_sparsity.sparsify import sparse_layers
     from tf_sparsity.sparsify import sparsify
     from tf_sparsity.strip import strip
+    from tf_sparsity.structures import NM
+    from tf_sparsity.structures import Block
+    from tf_sparsity.structures import Structure
+    from tf_sparsity.structures import Unstructured
     from tf_sparsity.summary import LayerSparsity
     from tf_sparsity.summary import SparsityReport
     from tf_sparsity.summary import sparsity_summary

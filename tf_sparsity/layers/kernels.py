@@ -31,7 +31,7 @@ _SUPPORTED = (
 _REGISTERED = []
 
 
-def register_sparsifiable(layer_class, kernel_attributes):
+def register_sparsifiable(layer_class, kernel_attributes, input_axes=None):
     """Makes a layer type of your own sparsifiable.
 
     The wrapper computes with sparse kernels by rebinding the named
@@ -45,6 +45,9 @@ def register_sparsifiable(layer_class, kernel_attributes):
             covered too).
         kernel_attributes: name or names of the attributes holding the
             kernels to make sparse (biases and scales are better left out).
+        input_axes: optional dict `{attribute: axis}`: the axis each kernel's
+            call sums over, needed only for structured sparsity
+            (`tfs.Block`, `tfs.NM`).
 
     Example:
 
@@ -69,8 +72,16 @@ def register_sparsifiable(layer_class, kernel_attributes):
             "`kernel_attributes` must be one or more attribute names, got "
             f"{kernel_attributes!r}."
         )
+    input_axes = dict(input_axes or {})
+    unknown = sorted(set(input_axes) - set(kernel_attributes))
+    if unknown or not all(isinstance(a, int) for a in input_axes.values()):
+        raise ValueError(
+            f"register_sparsifiable({layer_class.__name__}): `input_axes` must "
+            f"map kernel attributes {kernel_attributes} to ints, got {input_axes!r}."
+        )
     _REGISTERED[:] = [e for e in _REGISTERED if e[0] is not layer_class]
     _REGISTERED.insert(0, (layer_class, kernel_attributes))
+    _REGISTERED_INPUT_AXES[layer_class] = input_axes
 
 
 def kernel_attributes(layer):
@@ -83,6 +94,52 @@ def kernel_attributes(layer):
         if isinstance(layer, layer_type):
             return attributes
     return None
+
+
+# The input (contraction) axis of each built-in kernel: what structures
+# (blocks, N:M) group along. Transposed convolutions store (..., out, in).
+_INPUT_AXES = (
+    (keras.layers.Conv1DTranspose, -1),
+    (keras.layers.Conv2DTranspose, -1),
+    (keras.layers.Conv3DTranspose, -1),
+    (keras.layers.DepthwiseConv1D, -2),
+    (keras.layers.DepthwiseConv2D, -2),
+    (keras.layers.SeparableConv1D, -2),
+    (keras.layers.SeparableConv2D, -2),
+    (keras.layers.Conv1D, -2),
+    (keras.layers.Conv2D, -2),
+    (keras.layers.Conv3D, -2),
+    (keras.layers.Dense, 0),
+)
+_REGISTERED_INPUT_AXES = {}
+
+
+def input_axis(layer, attribute):
+    """The axis of `layer`'s kernel `attribute` that its call sums over.
+
+    Dense: 0; convolutions: their input-channel axis; EinsumDense: the last
+    kernel axis its equation contracts; Embedding: None (rows are looked up,
+    not summed). For registered types, what `register_sparsifiable` was told.
+
+    Returns:
+        A non-negative axis of the kernel, or None.
+    """
+    ndim = len(getattr(layer, attribute).shape)
+    for layer_type, _ in _REGISTERED:
+        if isinstance(layer, layer_type) and attribute in _REGISTERED_INPUT_AXES[layer_type]:
+            return _REGISTERED_INPUT_AXES[layer_type][attribute] % ndim
+    if isinstance(layer, keras.layers.EinsumDense):
+        axis = _einsum_input_axis(layer.equation)
+    else:
+        axis = next((a for t, a in _INPUT_AXES if isinstance(layer, t)), None)
+    return None if axis is None else axis % ndim
+
+
+def _einsum_input_axis(equation):
+    inputs, output = equation.replace(" ", "").split("->")
+    source, kernel = inputs.split(",")
+    contracted = [i for i, c in enumerate(kernel) if c in source and c not in output]
+    return contracted[-1] if contracted else None
 
 
 def is_supported(layer):

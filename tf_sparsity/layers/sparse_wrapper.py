@@ -88,6 +88,11 @@ class SparseWrapper(keras.layers.Wrapper):
         """The wrapped layer's raw (dense) kernel variable `attribute`."""
         return getattr(self.layer, attribute)
 
+    def input_axis(self, attribute):
+        """The axis kernel `attribute` is summed over in the layer's call
+        (what block and N:M structures group along), or None."""
+        return kernels_lib.input_axis(self.layer, attribute)
+
     def __getattr__(self, name):
         # Only reached when normal lookup fails. Composite layers read
         # attributes of their sublayers (keras-hub's TokenAndPositionEmbedding

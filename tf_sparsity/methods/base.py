@@ -16,6 +16,7 @@ from keras import ops
 from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import schedules as schedules_lib
+from tf_sparsity import structures as structures_lib
 from tf_sparsity._config import ConfigObject
 from tf_sparsity.methods import updates
 
@@ -165,13 +166,29 @@ class PruningMethod(MaskedMethod):
         scope: "layer" prunes each kernel to its own target; "global" ranks
             all sparsified kernels together and prunes the same total number
             of weights wherever the scores are lowest.
+        structure: which weights are pruned together: `tfs.Unstructured()`
+            (default), `tfs.Block((rows, cols))` or `tfs.NM(n, m)` (see
+            `tf_sparsity/structures.py`); counts and targets are then in
+            blocks.
     """
 
-    def __init__(self, schedule, scope="layer"):
+    def __init__(self, schedule, scope="layer", structure=None):
+        owner = type(self).__name__
         self.schedule = schedules_lib.get(schedule)
-        self.scope = validate.choice(
-            type(self).__name__, "scope", scope, ("layer", "global")
-        )
+        self.scope = validate.choice(owner, "scope", scope, ("layer", "global"))
+        self.structure = structures_lib.get(structure)
+        if self.scope == "global" and not self.structure.supports_global_scope:
+            raise ValueError(
+                f"{owner}: {self.structure!r} fixes each kernel's sparsity, so "
+                'scope="global" (one ranking over all kernels) does not apply.'
+            )
+        fixed = self.structure.fixed_sparsity
+        if fixed is not None and abs(self.schedule.final_sparsity - fixed) > 1e-6:
+            raise ValueError(
+                f"{owner}: {self.structure!r} fixes every kernel at sparsity "
+                f"{fixed:g}, but the schedule ends at "
+                f"{self.schedule.final_sparsity:g}; use final_sparsity={fixed:g}."
+            )
 
     @property
     def final_sparsity(self):
@@ -183,6 +200,15 @@ class PruningMethod(MaskedMethod):
 
     def new_update_group(self):
         return updates.MaskUpdate(self)
+
+    def build(self, wrapper, attribute, kernel):
+        self.structure.check(
+            f"layer '{wrapper.layer.name}' ({attribute.lstrip('_')})",
+            kernel.shape,
+            wrapper.input_axis(attribute),
+            wrapper.target_sparsity,
+        )
+        return super().build(wrapper, attribute, kernel)
 
     @classmethod
     def recipe(
@@ -216,38 +242,51 @@ class PruningMethod(MaskedMethod):
         """
         raise NotImplementedError
 
-    def compute_masks(self, kernels, masks, counts, seeds):
+    def compute_masks(self, kernels, masks, counts, seeds, input_axes):
         """New masks for a group of kernels (pure; compiled with XLA).
 
         Args:
             kernels: list of kernel tensors.
             masks: list of their current masks.
-            counts: int32 tensor, weights to prune in each kernel.
+            counts: int32 tensor, units (weights, or blocks) to prune in each
+                kernel.
             seeds: list of Python ints, one per kernel.
+            input_axes: list of each kernel's input axis (or None).
 
         Returns:
             List of new masks, dtype of the current masks.
         """
+        structure = self.structure
         scores = [
-            self.scores(ops.cast(k, "float32"), ops.cast(m, "float32"), s)
-            for k, m, s in zip(kernels, masks, seeds)
+            structure.unit_scores(
+                self.scores(ops.cast(k, "float32"), ops.cast(m, "float32"), s), axis
+            )
+            for k, m, s, axis in zip(kernels, masks, seeds, input_axes)
         ]
         if self.scope == "global":
-            new = mask_ops.prune_lowest_jointly(scores, ops.sum(counts))
+            kept = mask_ops.prune_lowest_jointly(scores, ops.sum(counts))
         else:
-            new = [mask_ops.prune_lowest(s, counts[i]) for i, s in enumerate(scores)]
-        return [ops.cast(n, m.dtype) for n, m in zip(new, masks)]
+            kept = [mask_ops.prune_lowest(s, counts[i]) for i, s in enumerate(scores)]
+        return [
+            ops.cast(structure.expand(unit_mask, m.shape, axis), m.dtype)
+            for unit_mask, m, axis in zip(kept, masks, input_axes)
+        ]
 
     def get_config(self):
-        return {
+        config = {
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "scope": self.scope,
         }
+        if not isinstance(self.structure, structures_lib.Unstructured):
+            config["structure"] = keras.saving.serialize_keras_object(self.structure)
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["schedule"] = schedules_lib.get(config["schedule"])
+        if "structure" in config:
+            config["structure"] = structures_lib.get(config["structure"])
         return cls(**config)
 
 

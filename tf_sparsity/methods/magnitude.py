@@ -23,12 +23,14 @@ class MagnitudePruning(base.PruningMethod):
         scope: "layer" (a threshold per kernel) or "global" (one threshold
             over all sparsified kernels).
         regrowth: let pruned weights train and compete at the next update.
+        structure: `tfs.Unstructured()` (default), `tfs.Block((rows, cols))`
+            (a block's score is its mean |w|) or `tfs.NM(n, m)`.
     """
 
     name = "magnitude"
 
-    def __init__(self, schedule, scope="layer", regrowth=False):
-        super().__init__(schedule, scope=scope)
+    def __init__(self, schedule, scope="layer", regrowth=False, structure=None):
+        super().__init__(schedule, scope=scope, structure=structure)
         self.regrowth = validate.boolean("MagnitudePruning", "regrowth", regrowth)
 
     def training_kernel(self, wrapper, attribute, kernel):

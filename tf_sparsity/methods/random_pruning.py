@@ -22,14 +22,16 @@ class RandomPruning(base.PruningMethod):
         schedule: a `SparsitySchedule`.
         seed: int; None draws one now (and records it in the config).
         scope: "layer" or "global" (see `MagnitudePruning`).
+        structure: `tfs.Unstructured()` (default), `tfs.Block((rows, cols))`
+            (random blocks) or `tfs.NM(n, m)` (random n of every m).
     """
 
     name = "random"
 
     uses_seed = True
 
-    def __init__(self, schedule, seed=None, scope="layer"):
-        super().__init__(schedule, scope=scope)
+    def __init__(self, schedule, seed=None, scope="layer", structure=None):
+        super().__init__(schedule, scope=scope, structure=structure)
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         self.seed = validate.seed("RandomPruning", seed)

@@ -27,6 +27,11 @@ class KernelEntry:
     def kernel(self):
         return self.wrapper.dense_kernel(self.attribute)
 
+    @property
+    def input_axis(self):
+        """The kernel's input (contraction) axis, or None."""
+        return self.wrapper.input_axis(self.attribute)
+
     def state(self, name):
         """The method's variable `name` for this kernel (e.g. "mask")."""
         return self.wrapper.sparsity_variables[self.attribute][name]
@@ -67,8 +72,9 @@ class MaskUpdate(UpdateGroup):
         self._compiled = None
 
     def num_pruned(self, step):
-        """Weights to prune in each kernel at `step`, exactly."""
-        schedule = self.method.schedule
+        """Units (weights, or blocks) to prune in each kernel at `step`,
+        exactly."""
+        schedule, structure = self.method.schedule, self.method.structure
         scale = schedule.sparsity(step) / schedule.final_sparsity if (
             schedule.final_sparsity > 0
         ) else 0.0
@@ -77,16 +83,18 @@ class MaskUpdate(UpdateGroup):
             target = entry.wrapper.target_sparsity
             if target is None:
                 target = schedule.final_sparsity
-            counts.append(mask_ops.num_to_prune(min(target * scale, 1.0), entry.size))
+            units = structure.num_units(entry.kernel.shape, entry.input_axis)
+            counts.append(mask_ops.num_to_prune(min(target * scale, 1.0), units))
         return counts
 
     def update(self, step):
         if self._compiled is None:
             seeds = [entry.seed for entry in self.entries]
+            axes = [entry.input_axis for entry in self.entries]
             method = self.method
 
             def compute(kernels, masks, counts):
-                return method.compute_masks(kernels, masks, counts, seeds)
+                return method.compute_masks(kernels, masks, counts, seeds, axes)
 
             self._compiled = _backend.jit_compile(compute)
         counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))

@@ -1,0 +1,260 @@
+"""Sparsity structures: which groups of weights are pruned together.
+
+A structure is its own axis, independent of the method: any pruning method
+takes `structure=` (`tfs.MagnitudePruning(schedule, structure=tfs.Block((1,
+4)))`), and the method's per-weight scores decide which units go.
+
+Every structure sees a kernel as a matrix: its input (contraction) axis is
+moved last and becomes the columns, every other axis is flattened into the
+rows. For a `Dense` kernel of shape (in, out) the matrix is (out, in), the
+layout LiteRT's `FULLY_CONNECTED` uses, so `Block((1, 4))` groups 4
+consecutive input elements of one output unit: the block its sparse kernel
+runs fast. For a `Conv2D` kernel (kh, kw, in, out) the rows are the
+(kh, kw, out) positions and the columns the input channels.
+
+- `Unstructured()`: every weight is its own unit (the default).
+- `Block((rows, cols))`: blocks of rows x cols; a block's score is the mean
+  of its weights' scores (for magnitude pruning, its mean |w|), as in
+  jaxpruner. Counts are in blocks; a partial block at the matrix edge is a
+  unit of its own (scored by the mean over the weights it has).
+- `NM(n, m)`: keep the n highest-scoring of every m consecutive weights
+  along the input axis (NVIDIA's 2:4 is `NM(2, 4)`). This fixes each kernel
+  at sparsity 1 - n/m. Before a gradual schedule reaches it, the weights
+  pruned are the lowest-scoring among each group's m - n lowest, so no group
+  ever loses more than m - n.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from tf_sparsity import _validation as validate
+from tf_sparsity._config import ConfigObject
+
+PACKAGE = "tf_sparsity"
+
+# Scores of weights an N:M group must keep: above every real score.
+_KEEP_SCORE = float(np.finfo("float32").max)
+
+
+def matrix_shape(shape, input_axis):
+    """(rows, cols) of the matrix view of a kernel of `shape`."""
+    shape = tuple(int(d) for d in shape)
+    cols = shape[input_axis]
+    return math.prod(shape) // max(cols, 1), cols
+
+
+def _to_matrix(x, input_axis):
+    moved = ops.moveaxis(x, input_axis, -1)
+    return ops.reshape(moved, (-1, moved.shape[-1]))
+
+
+def _from_matrix(matrix, shape, input_axis):
+    shape = tuple(int(d) for d in shape)
+    moved_shape = shape[:input_axis % len(shape)] + shape[input_axis % len(shape) + 1 :]
+    moved = ops.reshape(matrix, moved_shape + (shape[input_axis],))
+    return ops.moveaxis(moved, -1, input_axis)
+
+
+class Structure(ConfigObject):
+    """Base of sparsity structures (see the module docstring).
+
+    A structure turns per-weight scores into per-unit scores
+    (`unit_scores`), counts its units (`num_units`), and turns a 0/1 mask
+    over units back into a mask over weights (`expand`). All three work on
+    static shapes, so the mask update compiles with XLA.
+    """
+
+    #: The sparsity every kernel has, when the structure fixes it (N:M).
+    fixed_sparsity = None
+
+    #: Whether `scope="global"` (one ranking over all kernels) makes sense.
+    supports_global_scope = True
+
+    @property
+    def needs_input_axis(self):
+        """Whether units are defined along a kernel's input axis."""
+        return True
+
+    def check(self, where, shape, input_axis, target_sparsity):
+        """Raises ValueError when this structure cannot prune the kernel.
+
+        Args:
+            where: the layer and kernel, for the message (e.g.
+                "layer 'dense' (kernel)").
+            shape: the kernel's shape.
+            input_axis: its input axis, or None if it has none.
+            target_sparsity: the sparsity asked of this kernel, or None.
+        """
+        if self.needs_input_axis and input_axis is None:
+            raise ValueError(
+                f"{self!r} groups weights along a kernel's input (contraction) "
+                f"axis, and {where} has none (an Embedding's rows are looked "
+                "up, not summed over); leave it out of `sparsify(..., layers=...)` "
+                "or keep it dense with `distribution=tfs.Uniform(dense=[...])`"
+            )
+
+    def num_units(self, shape, input_axis):
+        """The number of prunable units of a kernel of `shape`."""
+        return math.prod(int(d) for d in shape)
+
+    def unit_scores(self, scores, input_axis):
+        """Scores of the units (any shape), from per-weight `scores`."""
+        return scores
+
+    def expand(self, unit_mask, shape, input_axis):
+        """The per-weight mask (`shape`) of a 0/1 mask over the units."""
+        return unit_mask
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Unstructured(Structure):
+    """Each weight is pruned on its own (the default)."""
+
+    @property
+    def needs_input_axis(self):
+        return False
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Block(Structure):
+    """Prunes whole blocks of `rows` x `cols` weights of the matrix view.
+
+    Args:
+        shape: `(rows, cols)`: rows along the output units (all axes but the
+            input axis, flattened), cols along the input axis. `(1, 4)` is
+            LiteRT's fast float block; `(1, 16)` its int8 one.
+    """
+
+    def __init__(self, shape=(1, 4)):
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) != 2
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)
+            or min(shape) < 1
+        ):
+            raise ValueError(
+                f"Block: `shape` must be two positive ints (rows, cols), got {shape!r}."
+            )
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    def _grid(self, shape, input_axis):
+        rows, cols = matrix_shape(shape, input_axis)
+        block_rows, block_cols = self.shape
+        return rows, cols, -(-rows // block_rows), -(-cols // block_cols)
+
+    def num_units(self, shape, input_axis):
+        _, _, grid_rows, grid_cols = self._grid(shape, input_axis)
+        return grid_rows * grid_cols
+
+    def unit_scores(self, scores, input_axis):
+        rows, cols, grid_rows, grid_cols = self._grid(scores.shape, input_axis)
+        block_rows, block_cols = self.shape
+        pad = ((0, grid_rows * block_rows - rows), (0, grid_cols * block_cols - cols))
+        matrix = ops.pad(_to_matrix(ops.cast(scores, "float32"), input_axis), pad)
+        blocks = ops.reshape(matrix, (grid_rows, block_rows, grid_cols, block_cols))
+        sums = ops.sum(blocks, axis=(1, 3))
+        # Weights per block (fewer in partial edge blocks), known statically.
+        sizes = np.pad(np.ones((rows, cols), "float32"), pad).reshape(
+            grid_rows, block_rows, grid_cols, block_cols
+        ).sum(axis=(1, 3))
+        return sums / ops.convert_to_tensor(sizes)
+
+    def expand(self, unit_mask, shape, input_axis):
+        rows, cols, _, _ = self._grid(shape, input_axis)
+        block_rows, block_cols = self.shape
+        matrix = ops.repeat(ops.repeat(unit_mask, block_rows, axis=0), block_cols, axis=1)
+        return _from_matrix(matrix[:rows, :cols], shape, input_axis)
+
+    def get_config(self):
+        return {"shape": list(self.shape)}
+
+    def __repr__(self):
+        return f"Block({self.shape!r})"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NM(Structure):
+    """N:M sparsity: keep the `n` highest-scoring of every `m` consecutive
+    weights along the input axis (2:4 runs on NVIDIA's sparse tensor cores).
+
+    Each kernel ends at sparsity 1 - n/m, so the method's schedule must end
+    there (`final_sparsity=1 - n/m`) and the distribution must be uniform.
+    The input dimension must be a multiple of `m`.
+
+    Args:
+        n: weights kept per group.
+        m: group size.
+    """
+
+    supports_global_scope = False
+
+    def __init__(self, n=2, m=4):
+        self.m = validate.integer("NM", "m", m, minimum=2)
+        self.n = validate.integer("NM", "n", n, minimum=1)
+        if self.n >= self.m:
+            raise ValueError(f"NM: `n` must be less than `m`, got n={n}, m={m}.")
+
+    @property
+    def fixed_sparsity(self):
+        return 1.0 - self.n / self.m
+
+    def check(self, where, shape, input_axis, target_sparsity):
+        super().check(where, shape, input_axis, target_sparsity)
+        cols = int(shape[input_axis])
+        if cols % self.m:
+            raise ValueError(
+                f"{self!r} needs the input dimension of {where} to be a "
+                f"multiple of {self.m}, got {cols} (kernel shape "
+                f"{tuple(shape)}); leave it out of `sparsify(..., layers=...)` or "
+                "keep it dense with `distribution=tfs.Uniform(dense=[...])`"
+            )
+        if target_sparsity and abs(target_sparsity - self.fixed_sparsity) > 1e-6:
+            raise ValueError(
+                f"{self!r} fixes every kernel at sparsity {self.fixed_sparsity:g}, "
+                f"but {where} is asked for {target_sparsity:g}; use "
+                "tfs.Uniform() and a schedule ending at "
+                f"final_sparsity={self.fixed_sparsity:g}"
+            )
+
+    def unit_scores(self, scores, input_axis):
+        shape = scores.shape
+        matrix = _to_matrix(ops.cast(scores, "float32"), input_axis)
+        groups = ops.reshape(matrix, (matrix.shape[0], -1, self.m))
+        # Rank of each weight in its group (0 = lowest; ties by position).
+        left, right = groups[..., :, None], groups[..., None, :]
+        earlier = np.tril(np.ones((self.m, self.m), bool), -1)  # [i, j]: j < i
+        lower = ops.logical_or(
+            ops.less(right, left), ops.logical_and(ops.equal(right, left), earlier)
+        )
+        rank = ops.sum(ops.cast(lower, "int32"), axis=-1)
+        prunable = ops.less(rank, self.m - self.n)
+        masked = ops.where(prunable, groups, _KEEP_SCORE)
+        return _from_matrix(ops.reshape(masked, matrix.shape), shape, input_axis)
+
+    def get_config(self):
+        return {"n": self.n, "m": self.m}
+
+    def __repr__(self):
+        return f"NM({self.n}, {self.m})"
+
+
+def get(identifier):
+    """A `Structure` from an instance, a serialized config or None."""
+    if identifier is None:
+        return Unstructured()
+    if isinstance(identifier, Structure):
+        return identifier
+    if isinstance(identifier, dict):
+        structure = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(structure, Structure):
+            return structure
+    raise TypeError(
+        "`structure` must be tfs.Unstructured(), tfs.Block((rows, cols)) or "
+        f"tfs.NM(n, m), got {identifier!r}."
+    )
