@@ -271,3 +271,26 @@ def test_structured_masks_survive_export(tmp_path, rng):
     np.testing.assert_allclose(list(out.values())[0].numpy(), sparse.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     kernels = [v.numpy() for v in served.variables if v.shape == (24, 16)]
     assert len(kernels) == 1 and np.mean(kernels[0] == 0) == 0.75
+
+
+def test_command_line_spellings():
+    from tf_sparsity import structures
+
+    assert structures.parse("1x4") == tfs.Block((1, 4))
+    assert structures.parse("2:4") == tfs.NM(2, 4)
+    assert structures.parse("unstructured") == tfs.Unstructured()
+    for bad in ["4", "1x", "ax4", "4:4", "0x4"]:
+        with pytest.raises(ValueError, match="structure"):
+            structures.parse(bad)
+
+
+@pytest.mark.tensorflow
+def test_tasks_take_a_structure():
+    from tf_sparsity_models.common import runner
+    from tf_sparsity_models.resnet50 import configs
+
+    config = configs.make_config("magnitude_90", {"structure": "1x4", "steps": 100})
+    assert runner.make_method(config).structure == tfs.Block((1, 4))
+    assert runner.make_method(configs.make_config("magnitude_90")).structure == tfs.Unstructured()
+    with pytest.raises(ValueError, match="fixes every kernel at sparsity 0.5"):
+        runner.make_method(configs.make_config("magnitude_90", {"structure": "2:4"}))

@@ -244,6 +244,30 @@ class NM(Structure):
         return f"NM({self.n}, {self.m})"
 
 
+def parse(text):
+    """A structure from its command-line spelling.
+
+    `"unstructured"`, `"RxC"` (a block, e.g. `"1x4"`) or `"N:M"` (e.g.
+    `"2:4"`).
+    """
+    spelled = str(text).strip().lower()
+    try:
+        if spelled == "unstructured":
+            return Unstructured()
+        if "x" in spelled:
+            rows, cols = spelled.split("x")
+            return Block((int(rows), int(cols)))
+        if ":" in spelled:
+            n, m = spelled.split(":")
+            return NM(int(n), int(m))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Bad structure {text!r}: {error}") from None
+    raise ValueError(
+        f"Bad structure {text!r}: expected 'unstructured', a block 'RxC' "
+        "(e.g. 1x4) or 'N:M' (e.g. 2:4)."
+    )
+
+
 def get(identifier):
     """A `Structure` from an instance, a serialized config or None."""
     if identifier is None:

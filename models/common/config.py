@@ -75,6 +75,10 @@ class RunConfig:
     begin_step: int = field(None, "first pruning step (or start of the penalty ramp)", int, minimum=0)
     end_step: int = field(None, "last pruning step (or end of the penalty ramp)", int, minimum=0)
     frequency: int = field(None, "steps between mask updates", int, minimum=1)
+    structure: str = field(
+        None, "pruning structure: unstructured (default), RxC blocks (1x4: "
+        "LiteRT's sparse kernel) or N:M (2:4)", str
+    )
     method_args: dict = field(None, "further method arguments, as JSON", "json")
     # Evaluation, checkpoints, outputs.
     eval_batch_size: int = field(128, "global evaluation batch size", minimum=1)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras import ops
 
 import tf_sparsity as tfs
+from tf_sparsity import structures
 from tf_sparsity.reporting import rows as rows_lib
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import distribute
@@ -122,6 +123,8 @@ def make_method(config, train_examples=None):
         if getattr(config, name) is not None
     }
     args.update(config.method_args or {})
+    if config.structure is not None:
+        args["structure"] = structures.parse(config.structure)
     args.setdefault("seed", config.seed)
     return tfs.make_method(
         config.method, config.sparsity, config.steps, num_examples=train_examples, **args
