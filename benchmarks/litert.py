@@ -14,6 +14,7 @@ training), magnitude pruning unstructured vs 1x4 blocks at 80/90/95%, and
 
     python benchmarks/litert.py latency
     python benchmarks/litert.py accuracy --seeds 0 1
+    python benchmarks/litert.py table      # markdown for the README
 """
 
 import argparse
@@ -170,9 +171,50 @@ def accuracy(args):
     return {"kind": "accuracy", "model": "lenet300", "epochs": args.epochs, "rows": rows}
 
 
+def table(latency_result, accuracy_result=None):
+    """Markdown tables of the recorded results."""
+    lines = [
+        "| model | batch | dense LiteRT | Keras XLA dense | " + " | ".join(
+            f"{label.replace('_', ' ')} {s:.0%}" for s in SPARSITIES for label in STRUCTURES
+        ) + " |",
+        "|---|---|---|---|" + "---|" * (len(SPARSITIES) * len(STRUCTURES)),
+    ]
+    by_key = {(r["model"], r["batch"], r["variant"]): r for r in latency_result["rows"]}
+    for (model, batch) in sorted({(r["model"], r["batch"]) for r in latency_result["rows"]},
+                                 key=lambda k: (list(MODELS).index(k[0]), k[1])):
+        cells = [f"{by_key[(model, batch, 'dense')]['ms']:.3f} ms",
+                 f"{by_key[(model, batch, 'keras_xla_dense')]['ms']:.3f} ms"]
+        for sparsity in SPARSITIES:
+            for label in STRUCTURES:
+                row = by_key[(model, batch, f"{label}_{sparsity:g}")]
+                cells.append(f"{row['ms']:.3f} ms ({row['speedup_vs_litert_dense']:.2f}x)")
+        lines.append(f"| {model} | {batch} | " + " | ".join(cells) + " |")
+    lines += ["", "| model | dense file | " + " | ".join(
+        f"{label.replace('_', ' ')} {s:.0%}" for s in SPARSITIES for label in STRUCTURES) + " |",
+        "|---|---|" + "---|" * (len(SPARSITIES) * len(STRUCTURES))]
+    for model in [m for m in MODELS if (m, 1, "dense") in by_key]:
+        cells = [f"{by_key[(model, 1, 'dense')]['file_bytes'] / 1e6:.2f} MB"]
+        cells += [f"{by_key[(model, 1, f'{label}_{s:g}')]['file_bytes'] / 1e6:.2f} MB"
+                  for s in SPARSITIES for label in STRUCTURES]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if accuracy_result:
+        lines += ["", "| LeNet-300-100 | " + " | ".join(
+            f"{t:.0%}" for t in sorted({r["target_sparsity"] for r in accuracy_result["rows"]})) + " |"]
+        targets = sorted({r["target_sparsity"] for r in accuracy_result["rows"]})
+        lines.append("|---|" + "---|" * len(targets))
+        for label in ("unstructured", "block_1x4", "nm_2_4"):
+            cells = []
+            for target in targets:
+                values = [100 * r["accuracy"] for r in accuracy_result["rows"]
+                          if r["structure"] == label and r["target_sparsity"] == target]
+                cells.append(f"{np.mean(values):.2f} ({len(values)})" if values else "")
+            lines.append(f"| {label.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["latency", "accuracy"])
+    parser.add_argument("part", choices=["latency", "accuracy", "table"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--rounds", type=int, default=15)
@@ -181,6 +223,15 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--name", default=None, help="result file name (default: litert_PART_cpu)")
     args = parser.parse_args(argv)
+    if args.part == "table":
+        import json
+
+        def read(part):
+            path = os.path.join(common.RESULTS_DIR, f"litert_{part}_cpu.json")
+            return json.load(open(path)) if os.path.exists(path) else None
+
+        print(table(read("latency"), read("accuracy")))
+        return None
     result = latency(args) if args.part == "latency" else accuracy(args)
     result["machine"] = common.machine_info()
     path = common.write_result(args.name or f"litert_{args.part}_cpu", result)

@@ -84,3 +84,19 @@ def test_learned_masks_smoke_trains_every_variant_on_the_pruned_masks(tmp_path):
     scratch_b = next(r for r in rows if r["method"] == "scratch_b")
     assert scratch_b["steps"] == 2 * rows[0]["steps"]
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert")
+def test_litert_latency_smoke(tmp_path):
+    from benchmarks import litert
+
+    payload = litert.main(
+        ["latency", "--models", "lenet300", "--batches", "1", "--rounds", "1", "--calls", "2",
+         "--name", str(tmp_path / "latency")]
+    )
+    rows = {row["variant"]: row for row in payload["rows"]}
+    assert {"dense", "keras_xla_dense", "block_1x4_0.9", "unstructured_0.9"} <= set(rows)
+    assert rows["block_1x4_0.9"]["storage"] == ["block-sparse 1x4"]
+    assert rows["unstructured_0.9"]["storage"] == ["sparse, densified"]
+    assert rows["block_1x4_0.95"]["file_bytes"] < rows["dense"]["file_bytes"] / 10
+    assert "block 1x4 90%" in litert.table(payload)
