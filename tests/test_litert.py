@@ -109,3 +109,24 @@ def test_bad_arguments(tmp_path, rng):
         tfs.export_litert(sparse, tmp_path / "m.tflite", quantize="int8")
     # The live model is unchanged by an export.
     assert len(tfs.sparse_layers(sparse)) == 2
+
+
+def test_convolutions_have_no_sparse_kernel_and_unnamed_tensors_are_matched(tmp_path, rng):
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 8)),
+            keras.layers.Conv2D(16, 3, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, name="fc"),  # Its tensor loses its name scope.
+        ]
+    )
+    schedule = tfs.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1, frequency=1)
+    sparse = tfs.sparsify(model, tfs.MagnitudePruning(schedule, structure=tfs.Block((1, 4))))
+    tfs.update_masks(sparse, 1)
+    report = tfs.export_litert(sparse, tmp_path / "conv.tflite", print_fn=None)
+    assert [(k.layer, k.op, k.storage) for k in report.kernels] == [
+        ("conv", "CONV_2D", "sparse, densified"),
+        ("fc", "FULLY_CONNECTED", "block-sparse 1x4"),
+    ]
+    x = rng.normal(size=(2, 10, 10, 8)).astype("float32")
+    np.testing.assert_allclose(run_tflite(report.path, x), sparse.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

@@ -139,7 +139,11 @@ def export_litert(
             "optimizations": [tf.lite.Optimize.DEFAULT, tf.lite.Optimize.EXPERIMENTAL_SPARSITY],
             "representative_dataset": _representative_dataset(representative_data),
         }
-    paths = {w.name: p for p, w in sparse_layers(model)}
+    kernels = [
+        (path, wrapper.name, tuple(wrapper.dense_kernel(a).shape))
+        for path, wrapper in sparse_layers(model)
+        for a in wrapper.kernel_attributes
+    ]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with folded(model):
         model.export(
@@ -147,7 +151,7 @@ def export_litert(
         )
     with open(path, "rb") as file:
         content = file.read()
-    report = LiteRTExport(path, len(content), tuple(_kernels(content, paths)))
+    report = LiteRTExport(path, len(content), tuple(_kernels(content, kernels)))
     if print_fn is not None:
         print_fn(report.table())
     return report
@@ -164,8 +168,14 @@ def _representative_dataset(data):
     return examples
 
 
-def _kernels(content, layer_paths):
-    """The weight tensors of sparse layers and how each is stored."""
+def _kernels(content, sparse_kernels):
+    """The weight tensors of sparse layers and how each is stored.
+
+    Args:
+        content: the `.tflite` file's bytes.
+        sparse_kernels: `(layer path, layer name, kernel shape)` of every
+            sparse kernel, in model order.
+    """
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
@@ -175,6 +185,7 @@ def _kernels(content, layer_paths):
         if not name.startswith("_")
     }
     kernels = []
+    unmatched = list(sparse_kernels)
     for subgraph in model.subgraphs:
         ops = [(names.get(_op_code(model, op), ""), op) for op in subgraph.operators]
         # A DENSIFY op turns a compressed weight back into a dense one.
@@ -186,9 +197,11 @@ def _kernels(content, layer_paths):
             densified = weight in densify_source
             tensor = subgraph.tensors[densify_source.get(weight, weight)]
             tensor_name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-            layer = _layer_of(tensor_name, layer_paths)
-            if layer is None:
+            match = _kernel_of(tensor_name, tuple(tensor.shape), unmatched)
+            if match is None:
                 continue
+            unmatched.remove(match)
+            layer = match[0]
             kernels.append(
                 LiteRTKernel(
                     layer=layer,
@@ -235,14 +248,21 @@ def _zeros(model, tensor):
     return 1.0 - float(np.count_nonzero(nonzeros.any(axis=1))) / size
 
 
-def _layer_of(tensor_name, layer_paths):
-    """The sparse layer a converted weight tensor came from, by the name
-    scope its ops carry (`model/fc1_1/MatMul`: layer "fc1", the `_1` added
-    by TensorFlow's name scopes)."""
+def _kernel_of(tensor_name, shape, candidates):
+    """The sparse kernel a converted weight tensor came from.
+
+    By the name scope its ops carry when it has one (`model/fc1_1/MatMul`:
+    layer "fc1", the `_1` added by TensorFlow's name scopes), else by shape
+    (LiteRT transposes kernels, so the dimensions are compared as a
+    multiset), the first such kernel in model order.
+    """
     scopes = set()
     for part in tensor_name.split(";"):
         for scope in part.split("/")[:-1]:
             scopes.add(scope)
             scopes.add(re.sub(r"_\d+$", "", scope))
-    matches = [path for name, path in layer_paths.items() if name in scopes]
-    return max(matches, key=len) if matches else None
+    same_shape = [c for c in candidates if sorted(c[2]) == sorted(int(d) for d in shape)]
+    named = [c for c in same_shape if c[1] in scopes]
+    if named:
+        return max(named, key=lambda c: len(c[0]))
+    return same_shape[0] if same_shape else None
