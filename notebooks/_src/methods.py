@@ -198,7 +198,7 @@ display(Markdown(open(os.path.join(REPORT, "report.md")).read()))
 # `tfs.set_threshold(model, t)` sets one. Lower thresholds prune more.
 
 # %%
-weight = max(VD_FACTORS) / N
+weight = min(vd_rows, key=lambda r: abs(r.global_sparsity - 0.9)).setting   # the run nearest 90%
 model = trained[("variational_dropout", weight)]
 threshold_rows = tfs.sweep_threshold(model, evaluate, THRESHOLDS)
 print(tfs.tuning.format_rows(threshold_rows, "threshold"))
@@ -209,7 +209,7 @@ fig, axes = plt.subplots(figsize=(6, 3.2))
 axes.plot(THRESHOLDS, [r.metric for r in threshold_rows], "o-", label="accuracy")
 axes.plot(THRESHOLDS, sparsities, "s--", label="sparsity")
 axes.set(xlabel="log-alpha threshold", ylim=(0, 1),
-         title=f"one VD model (kl_weight {max(VD_FACTORS):g}/N), re-evaluated")
+         title=f"one VD model (kl_weight {weight * N:g}/N), re-evaluated")
 axes.legend()
 plt.show()
 
