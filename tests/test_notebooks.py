@@ -27,6 +27,7 @@ SMALL = {
     "quickstart": {"TRAIN_IMAGES": 2000, "EPOCHS": 2},
     "your_model": {"TRAIN_IMAGES": 1000, "EPOCHS": 1},
     "serving": {"TRAIN_IMAGES": 1000, "EPOCHS": 1, "HIDDEN": 1024},
+    "learned_masks": {"TRAIN_IMAGES": 1000, "EPOCHS": 2, "SPARSITIES": [0.9]},
     "methods": {"TRAIN_IMAGES": 2000, "EPOCHS": 2, "SPARSITIES": [0.5, 0.9],
                 "VD_FACTORS": [0.1, 1.0], "L0_FACTORS": [1.0], "THRESHOLDS": [0.0, 3.0, 5.0]},
 }
