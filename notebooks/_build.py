@@ -32,18 +32,27 @@ def names():
 
 
 def install_cell(extras, modules):
-    """Installs tf_sparsity in Colab; does nothing where the package (and
-    `modules`) already import (a local checkout, CI)."""
+    """Installs tf_sparsity from GitHub where it is missing (Colab), then
+    any of `modules` still missing (by pip name); never replaces an installed
+    tf_sparsity (a local checkout, CI)."""
     spec = f"tf_sparsity[{extras}] @ {REPO}" if extras else f"tf_sparsity @ {REPO}"
-    return "\n".join([
-        "# In Colab: install tf_sparsity from GitHub (a minute or two).",
-        "# Where it is already installed (a local checkout, CI) nothing happens.",
-        "try:",
-        "    import tf_sparsity",
-        *[f"    import {module}" for module in modules],
-        "except ImportError:",
+    lines = [
+        "# In Colab: install tf_sparsity from GitHub (a minute or two). Where it is",
+        "# already installed (a local checkout, CI) nothing is installed.",
+        "import importlib.util",
+        "",
+        'if importlib.util.find_spec("tf_sparsity") is None:',
         f'    %pip install -q "{spec}"',
-    ])
+    ]
+    if modules:
+        lines += [
+            "# Packages this notebook also needs, where missing:",
+            f"missing = [name for name in {tuple(modules)!r} if importlib.util.find_spec(name) is None]",
+            "if missing:",
+            '    packages = " ".join(name.replace("_", "-") for name in missing)',
+            "    %pip install -q {packages}",
+        ]
+    return "\n".join(lines)
 
 
 def parse(text):

@@ -123,7 +123,7 @@ def attention_classifier():
     x = keras.layers.Dense(64, name="embed")(rows)
     attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16, name="attention")(x, x)
     x = keras.layers.LayerNormalization()(x + attended)
-    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Flatten()(x)   # keeps the row order (attention alone ignores it)
     return keras.Model(rows, keras.layers.Dense(10, name="classifier")(x))
 
 # %% [markdown]
