@@ -99,7 +99,7 @@ def train_command(task, method):
                     "--steps", str(STEPS or 4000), "--warmup_epochs", "1", "--decay_epochs", "10,15,18",
                     "--checkpoint_every", "500"]
     if size == "small" and task == "transformer":
-        command += ["--synthetic_data", "--steps", str(STEPS or 300), "--bleu_examples", "0",
+        command += ["--synthetic_data", "--steps", str(STEPS or 300), "--eval_steps", "20", "--bleu_examples", "0",
                     "--checkpoint_every", "100"]
     if STEPS and size != "small":
         command += ["--steps", str(STEPS)]

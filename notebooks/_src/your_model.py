@@ -308,9 +308,13 @@ assert abs(report.global_sparsity - 0.9) < 1e-3
 print("stripped:", [type(layer).__name__ for layer in plain.layers])
 
 # %%
+import subprocess
+
 if RUN_JAX:
-    !KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 {sys.executable} jax_demo.py {EPOCHS} {len(x_train)}
-    assert _exit_code == 0, "the JAX script failed (see its output above)"
+    result = subprocess.run([sys.executable, "jax_demo.py", str(EPOCHS), str(len(x_train))],
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
+    print(result.stdout)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 # %% [markdown]
 # ## Summary
