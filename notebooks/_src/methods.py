@@ -24,7 +24,6 @@ THRESHOLDS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]   # VD log-alpha thresholds to re-ev
 OUT_DIR = "methods_output"
 
 # %%
-import json
 import math
 import os
 import time

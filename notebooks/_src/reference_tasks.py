@@ -14,8 +14,9 @@
 # (`result.json`); `tf-sparsity report` turns rows into tables and plots against
 # the paper's numbers.
 #
-# A full run is days of accelerator time (ResNet-50: 128k steps at batch 1024, about
-# 5-10 GPU-hours on an H100-class GPU; the Transformer: 500k steps). This notebook
+# A full run takes hours on a large accelerator (ResNet-50: 128k steps at batch 1024,
+# about 5-10 GPU-hours on an H100-class GPU; the Transformer: 500k steps, an
+# estimated 4-11 GPU-hours), and the paper's grid is dozens of runs. This notebook
 # runs the same command at three sizes:
 #
 # | `SIZE` | what runs | where |
@@ -38,7 +39,6 @@ EXPORT = True                       # write each run's SavedModel (export/1)
 
 # %%
 import glob
-import json
 import os
 import subprocess
 
