@@ -2,7 +2,8 @@
 
     python notebooks/_build.py [NAME ...]
 
-Each `_src/NAME.py` is a notebook in the "percent" format: `# %%` starts a
+Each `_src/NAME.ipy` is a notebook in the "percent" format (IPython
+syntax, hence `.ipy`: `!` and `%` lines are not Python): `# %%` starts a
 code cell, `# %% [markdown]` a markdown cell (its lines are comments),
 `# %% [parameters]` the parameters cell (tagged `parameters`, the cell CI
 overrides). A first line `# install: EXTRAS | MODULES` says what the install
@@ -28,7 +29,7 @@ _MARKER = re.compile(r"^# %%(?: \[(markdown|parameters)\])?\s*$")
 
 
 def names():
-    return sorted(path.stem for path in SOURCES.glob("*.py"))
+    return sorted(path.stem for path in SOURCES.glob("*.ipy"))
 
 
 def install_cell(extras, modules):
@@ -83,7 +84,7 @@ def parse(text):
 
 
 def build(name):
-    install, cells = parse((SOURCES / f"{name}.py").read_text(encoding="utf-8"))
+    install, cells = parse((SOURCES / f"{name}.ipy").read_text(encoding="utf-8"))
     if not cells or cells[0][0] != "markdown" or not cells[0][1].startswith("# "):
         raise ValueError(f"{name}: the first cell must be markdown starting with '# Title'")
     title, _, rest = cells[0][1].partition("\n")
