@@ -40,6 +40,8 @@ if not _startup.light_command(_sys.argv, getattr(_sys, "orig_argv", ())):
     from tf_sparsity.methods import PruningMethod
     from tf_sparsity.methods import RandomPruning
     from tf_sparsity.methods import RegularizedMethod
+    from tf_sparsity.methods import RigL
+    from tf_sparsity.methods import SET
     from tf_sparsity.methods import SparsityMethod
     from tf_sparsity.methods import VariationalDropout
     from tf_sparsity.methods import make as make_method

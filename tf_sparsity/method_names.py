@@ -11,4 +11,6 @@ METHOD_CLASSES = {
     "variational_dropout": "tf_sparsity.methods.variational_dropout:VariationalDropout",
     "l0": "tf_sparsity.methods.l0:L0Regularization",
     "fixed_mask": "tf_sparsity.methods.fixed_mask:FixedMask",
+    "set": "tf_sparsity.methods.set:SET",
+    "rigl": "tf_sparsity.methods.rigl:RigL",
 }

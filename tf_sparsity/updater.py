@@ -38,6 +38,7 @@ class MaskUpdater:
             )
             if group is None:
                 group = wrapper.method.new_update_group()
+                group.model = model
                 self.groups.append(group)
             for attribute in wrapper.kernel_attributes:
                 group.entries.append(updates.KernelEntry(path, wrapper, attribute))

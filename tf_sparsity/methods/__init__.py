@@ -11,6 +11,8 @@ from tf_sparsity.methods.fixed_mask import FixedMask
 from tf_sparsity.methods.l0 import L0Regularization
 from tf_sparsity.methods.magnitude import MagnitudePruning
 from tf_sparsity.methods.random_pruning import RandomPruning
+from tf_sparsity.methods.rigl import RigL
+from tf_sparsity.methods.set import SET
 from tf_sparsity.methods.variational_dropout import VariationalDropout
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "PruningMethod",
     "RandomPruning",
     "RegularizedMethod",
+    "RigL",
+    "SET",
     "SparsityMethod",
     "VariationalDropout",
     "REGISTRY",

@@ -47,6 +47,9 @@ class UpdateGroup:
     def __init__(self, method):
         self.method = method
         self.entries = []
+        # The model being trained (set by the updater): groups that touch
+        # the optimizer's state reach it through `model.optimizer`.
+        self.model = None
 
     def due_update(self, last_checked, step):
         return self.method.step_schedule.due_update(last_checked, step)
