@@ -153,7 +153,10 @@ class DynamicSparseMethod(base.MaskedMethod):
         """A random 0/1 mask with exactly `target` of the weights pruned,
         seeded by `seed` and the kernel's path (same on every replica)."""
         size = int(np.prod(kernel.shape))
-        rng = np.random.default_rng([self.seed, zlib.crc32(kernel.path.encode())])
+        # The path without the model's own (auto-numbered) name, so that two
+        # builds of one model get the same masks.
+        path = kernel.path.split("/", 1)[-1]
+        rng = np.random.default_rng([self.seed, zlib.crc32(path.encode())])
         mask = np.ones(size, kernel.dtype)
         mask[rng.permutation(size)[: mask_ops.num_to_prune(target, size)]] = 0
         return mask.reshape(kernel.shape)
@@ -181,14 +184,15 @@ def drop_and_grow(kernel, mask, growth_scores, num_moved):
     broken by position.
 
     Returns:
-        The new 0/1 mask (float32).
+        `(new_mask, kept)`: float32 0/1 tensors; `kept` marks the active
+        weights that were not dropped (the only ones that keep their value).
     """
     active = ops.greater(ops.cast(mask, "float32"), 0.5)
     drop_keys = ops.where(active, ops.abs(ops.cast(kernel, "float32")), _OUTSIDE)
     after_drop = ops.logical_and(active, ops.greater(mask_ops.prune_lowest(drop_keys, num_moved), 0.5))
     grow_keys = ops.where(after_drop, _OUTSIDE, -ops.cast(growth_scores, "float32"))
     grown = ops.less(mask_ops.prune_lowest(grow_keys, num_moved), 0.5)
-    return ops.cast(ops.logical_or(after_drop, grown), "float32")
+    return ops.cast(ops.logical_or(after_drop, grown), "float32"), ops.cast(after_drop, "float32")
 
 
 class DropAndGrowUpdate(updates.UpdateGroup):
@@ -211,16 +215,18 @@ class DropAndGrowUpdate(updates.UpdateGroup):
         counts = [mask_ops.num_to_prune(fraction, int(m.sum())) for m in old_masks]
         if not any(counts):
             return
-        new_masks = self._compiled(
+        results = self._compiled(
             [ops.convert_to_tensor(e.kernel) for e in self.entries],
             [ops.convert_to_tensor(m) for m in old_masks],
             [self.method.growth_scores(e, step) for e in self.entries],
             ops.convert_to_tensor(np.asarray(counts, "int32")),
         )
         slots = optimizer_slots(self.model)
-        for entry, old, new in zip(self.entries, old_masks, new_masks):
+        for entry, old, (new, kept) in zip(self.entries, old_masks, results):
             new = ops.convert_to_numpy(new).astype(old.dtype)
-            kept = old * new  # Dropped weights zeroed, grown ones start at 0.
+            # Dropped weights are zeroed and grown ones (a just-dropped one
+            # regrown too) start at zero, their optimizer moments too.
+            kept = ops.convert_to_numpy(kept)
             entry.state("mask").assign(new)
             kernel = entry.kernel
             kernel.assign(ops.convert_to_numpy(kernel) * kept.astype(kernel.dtype))
@@ -236,13 +242,19 @@ def optimizer_slots(model):
     if optimizer is None or not getattr(optimizer, "built", False):
         return {}
     variables = list(optimizer._trainable_variables)
+    model_ids = {id(v) for v in variables}
     slots = {}
     for value in vars(optimizer).values():
         # Keras optimizers keep one list per kind of slot, aligned with the
         # trainable variables (None where a variable has no slot).
-        if not isinstance(value, list) or len(value) != len(variables) or value is variables:
+        if not isinstance(value, list) or len(value) != len(variables):
             continue
         for variable, slot in zip(variables, value):
-            if slot is not None and hasattr(slot, "assign") and tuple(slot.shape) == tuple(variable.shape):
+            if (
+                slot is not None
+                and id(slot) not in model_ids
+                and hasattr(slot, "assign")
+                and tuple(slot.shape) == tuple(variable.shape)
+            ):
                 slots.setdefault(id(variable), []).append(slot)
     return slots

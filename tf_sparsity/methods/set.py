@@ -1,7 +1,5 @@
 """SET: sparse evolutionary training (Mocanu et al., 2018)."""
 
-import zlib
-
 import keras
 import numpy as np
 
@@ -14,8 +12,8 @@ class SET(dynamic_sparse.DynamicSparseMethod):
     """Sparse from step 0; periodically drops the smallest active weights
     and grows as many inactive ones at random.
 
-    Growth is drawn from `seed`, the kernel's path and the step, so every
-    replica and every resumed run moves the same connections.
+    Growth is drawn from `seed`, the kernel's path in the model and the
+    step, so every replica and every resumed run moves the same connections.
 
     Args:
         sparsity: the target sparsity, held from step 0 to the end.
@@ -31,5 +29,5 @@ class SET(dynamic_sparse.DynamicSparseMethod):
     name = "set"
 
     def growth_scores(self, entry, step):
-        rng = np.random.default_rng([self.seed, zlib.crc32(entry.kernel.path.encode()), int(step)])
+        rng = np.random.default_rng([self.seed, entry.seed, int(step)])
         return rng.random(tuple(entry.kernel.shape), dtype=np.float32)

@@ -1,0 +1,218 @@
+"""SET and RigL: constant sparsity, exact moves, zeroed growth, replicas,
+resume."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import tf_sparsity as tfs
+from tf_sparsity import masks as mask_ops
+from tf_sparsity.methods import dynamic_sparse
+
+pytestmark = pytest.mark.core
+
+METHODS = [tfs.SET, tfs.RigL]
+
+
+def mlp():
+    return keras.Sequential(
+        [keras.Input((12,)), keras.layers.Dense(16, activation="tanh", name="a"), keras.layers.Dense(4, name="b")]
+    )
+
+
+def state(model, key):
+    return {
+        path: ops.convert_to_numpy(w.sparsity_variables["_kernel"][key]).copy()
+        for path, w in tfs.sparse_layers(model)
+    }
+
+
+def kernels(model):
+    return {path: ops.convert_to_numpy(w.dense_kernel("_kernel")).copy() for path, w in tfs.sparse_layers(model)}
+
+
+def data(rng, n=64):
+    return rng.normal(size=(n, 12)).astype("float32"), rng.normal(size=(n, 4)).astype("float32")
+
+
+def test_drop_fraction_decays_like_a_cosine_to_zero_at_end_step():
+    method = tfs.SET(0.9, update_frequency=10, end_step=100, seed=0)
+    assert method.fraction_at(0) == pytest.approx(0.3)
+    assert method.fraction_at(50) == pytest.approx(0.15)
+    assert method.fraction_at(100) == pytest.approx(0.0, abs=1e-12)
+    constant = tfs.RigL(0.9, drop_fraction=0.2, drop_fraction_decay="constant", seed=0)
+    assert constant.fraction_at(10**6) == 0.2
+    schedule = method.step_schedule
+    assert [s for s in range(120) if schedule.should_update(s)] == list(range(10, 100, 10))
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_masks_start_random_at_the_target_and_keep_it_through_updates(method_class, rng):
+    model = tfs.sparsify(mlp(), method_class(0.75, update_frequency=2, end_step=12, drop_fraction=0.5, seed=3))
+    masks = state(model, "mask")
+    for path, mask in masks.items():
+        assert np.sum(mask == 0) == mask_ops.num_to_prune(0.75, mask.size), path
+    for step in range(14):
+        old_masks, old_kernels = state(model, "mask"), kernels(model)
+        for _, wrapper in tfs.sparse_layers(model):
+            wrapper.dense_kernel("_kernel").assign(rng.normal(size=wrapper.dense_kernel("_kernel").shape))
+            if method_class is tfs.RigL:
+                grad = wrapper.sparsity_variables["_kernel"]["dense_grad"]
+                grad.assign(rng.normal(size=grad.shape))
+        old_kernels = kernels(model)
+        updated = tfs.update_masks(model, step)
+        assert updated == (step in range(2, 12, 2))
+        new_masks, new_kernels = state(model, "mask"), kernels(model)
+        for path in masks:
+            old, new = old_masks[path], new_masks[path]
+            assert new.sum() == old.sum(), (path, step)
+            if not updated:
+                continue
+            active = int(old.sum())
+            moved = mask_ops.num_to_prune(model.get_layer(path).method.fraction_at(step), active)
+            magnitudes = np.where(old > 0, np.abs(old_kernels[path]), np.inf).ravel()
+            dropped = np.zeros(old.size, bool)
+            dropped[np.argsort(magnitudes, kind="stable")[:moved]] = True
+            kept = (old.ravel() > 0) & ~dropped
+            np.testing.assert_array_equal(new.ravel()[kept], 1)
+            grown = (new.ravel() > 0) & ~kept
+            assert grown.sum() == moved
+            # Dropped and grown weights are zero right after the update.
+            np.testing.assert_array_equal(new_kernels[path].ravel()[~kept], 0)
+            np.testing.assert_array_equal(new_kernels[path].ravel()[kept], old_kernels[path].ravel()[kept])
+
+
+def test_rigl_grows_exactly_where_the_dense_gradient_is_largest():
+    layer = keras.layers.Dense(1)
+    layer.build((None, 8))
+    wrapper = tfs.sparsify(layer, tfs.RigL(0.5, update_frequency=1, drop_fraction=0.5,
+                                           drop_fraction_decay="constant", seed=0))
+    state_ = wrapper.sparsity_variables["_kernel"]
+    state_["mask"].assign(np.array([1, 1, 1, 1, 0, 0, 0, 0], "float32")[:, None])
+    wrapper.dense_kernel("_kernel").assign(np.array([0.1, 2.0, -0.05, 3.0, 9, 9, 9, 9], "float32")[:, None])
+    # |gradient|: largest at 6 and 0 (0 is just dropped: it may come back).
+    state_["dense_grad"].assign(np.array([5.0, 0.0, 0.1, 0.0, 0.2, 0.3, -7.0, 0.4], "float32")[:, None])
+    tfs.update_masks(wrapper, 1)
+    # Drop 2 of 4 active (0 and 2, smallest |w|); grow the 2 highest |g|
+    # among positions 0, 2, 4-7: 6 (7.0) and 0 (5.0).
+    np.testing.assert_array_equal(ops.convert_to_numpy(state_["mask"])[:, 0], [1, 1, 0, 1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(wrapper.dense_kernel("_kernel"))[:, 0], [0, 2.0, 0, 3.0, 0, 0, 0, 0]
+    )
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_grown_weights_optimizer_moments_are_reset(method_class, rng):
+    x, y = data(rng)
+    model = tfs.sparsify(mlp(), method_class(0.5, update_frequency=1000, end_step=2000, seed=0))
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
+    slots = dynamic_sparse.optimizer_slots(model)
+    kernel = model.get_layer("a").dense_kernel("_kernel")
+    assert len(slots[id(kernel)]) == 2  # Adam's momentum and velocity.
+    old = state(model, "mask")["a"]
+    assert all(np.any(ops.convert_to_numpy(s) != 0) for s in slots[id(kernel)])
+    assert tfs.update_masks(model, 1000)
+    new = state(model, "mask")["a"]
+    changed = (old != new) | (old == 0)
+    assert np.any((new > 0) & (old == 0))
+    for slot in slots[id(kernel)]:
+        np.testing.assert_array_equal(ops.convert_to_numpy(slot)[changed], 0)
+        assert np.any(ops.convert_to_numpy(slot)[~changed] != 0)
+    # RigL's gradient variable is overwritten, never optimized: no slots.
+    if method_class is tfs.RigL:
+        gradient = model.get_layer("a").sparsity_variables["_kernel"]["dense_grad"]
+        assert id(gradient) not in slots
+        assert np.any(ops.convert_to_numpy(gradient) != 0)
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_training_keeps_sparsity_and_strip_equals_inference(method_class, rng):
+    x, y = data(rng, 128)
+    model = tfs.sparsify(mlp(), method_class(0.8, update_frequency=3, end_step=20, seed=1), distribution=tfs.ERK())
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse", jit_compile=True)
+    before = state(model, "mask")
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[tfs.SparsityCallback()])
+    after = state(model, "mask")
+    for path in before:
+        assert after[path].sum() == before[path].sum()
+        assert np.any(after[path] != before[path]), f"{path}: no connection moved"
+    np.testing.assert_allclose(tfs.strip(model).predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise RuntimeError("simulated preemption")
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_resumed_run_moves_the_same_connections(method_class, tmp_path, rng):
+    x, y = data(rng, 96)
+
+    def build():
+        keras.utils.set_random_seed(7)
+        model = tfs.sparsify(mlp(), method_class(0.7, update_frequency=2, end_step=40, seed=5))
+        model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=True)
+        return model
+
+    fit = dict(x=x, y=y, batch_size=16, epochs=5, shuffle=False, verbose=0)
+    reference = build()
+    reference.fit(callbacks=[tfs.SparsityCallback()], **fit)
+    backup = str(tmp_path / "backup")
+    interrupted = build()
+    with pytest.raises(RuntimeError, match="preemption"):
+        interrupted.fit(
+            callbacks=[tfs.SparsityCallback(), keras.callbacks.BackupAndRestore(backup), Interrupt(15)], **fit
+        )
+    resumed = build()
+    resumed.fit(callbacks=[tfs.SparsityCallback(), keras.callbacks.BackupAndRestore(backup)], **fit)
+    for path, mask in state(reference, "mask").items():
+        np.testing.assert_array_equal(state(resumed, "mask")[path], mask, err_msg=path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="end_step"):
+        tfs.SET(0.9)  # cosine decay needs an end
+    with pytest.raises(ValueError, match="drop_fraction"):
+        tfs.RigL(0.9, drop_fraction=1.5, end_step=10)
+    with pytest.raises(ValueError, match="drop_fraction_decay"):
+        tfs.RigL(0.9, drop_fraction_decay="linear", end_step=10)
+    with pytest.raises(ValueError, match="begin_step"):
+        tfs.make_method("rigl", 0.9, 1000, begin_step=100)
+    made = tfs.make_method("set", 0.9, 1000, seed=1)
+    assert (made.update_frequency, made.end_step, made.drop_fraction) == (37, 750, 0.3)
+    assert tfs.make_method("rigl", 0.9, 100_000, seed=1).update_frequency == 100
+
+
+@pytest.mark.tensorflow
+def test_masks_and_gradients_identical_across_replicas(rng):
+    import tensorflow as tf
+
+    x, y = data(rng, 128)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    # One-device reduction: collectives of several strategies in one test
+    # process can collide (see test_tensorflow.py).
+    strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
+        model = tfs.sparsify(mlp(), tfs.RigL(0.75, update_frequency=2, end_step=20, seed=2))
+        # XLA cannot compile a replica step across logical CPU devices.
+        model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=False)
+    before = state(model, "mask")
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[tfs.SparsityCallback()])
+    for path, wrapper in tfs.sparse_layers(model):
+        variables = wrapper.sparsity_variables["_kernel"]
+        for name in ("mask", "dense_grad"):
+            replicas = [r.numpy() for r in strategy.experimental_local_results(variables[name].value)]
+            assert len(replicas) == 2
+            np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=f"{path} {name}")
+        kernel_replicas = [r.numpy() for r in strategy.experimental_local_results(wrapper.dense_kernel("_kernel").value)]
+        np.testing.assert_array_equal(kernel_replicas[0], kernel_replicas[1])
+        mask = variables["mask"].numpy()
+        assert mask.sum() == before[path].sum() and np.any(mask != before[path])
