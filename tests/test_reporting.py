@@ -322,6 +322,9 @@ def test_paper_overlay(results_dir, tmp_path, monkeypatch):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "Published" in text and "| magnitude | 76.53 | 76.38 |" in text
     assert "No published l0 result" in text
+    # RigL's published ResNet-50 numbers, cited as later work.
+    assert list(lines["paper: rigl"].get_ydata()) == pytest.approx([75.12, 73.07])
+    assert "Later work on this task (Evci" in text and "| rigl_5x | 77.17 | 76.42 |" in text
 
 
 def test_no_paper_overlay_for_other_tasks(tmp_path, monkeypatch):

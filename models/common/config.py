@@ -79,6 +79,12 @@ class RunConfig:
         None, "pruning structure: unstructured (default), RxC blocks (1x4: "
         "LiteRT's sparse kernel) or N:M (2:4)", str
     )
+    distribution: str = field(
+        "uniform", "how the target is spread over layers: uniform (with the "
+        "task's dense layers and targets) or erk (Erdos-Renyi-Kernel, the "
+        "dynamic sparse methods' usual choice; same dense layers)",
+        choices=("uniform", "erk"),
+    )
     method_args: dict = field(None, "further method arguments, as JSON", "json")
     # Evaluation, checkpoints, outputs.
     eval_batch_size: int = field(128, "global evaluation batch size", minimum=1)

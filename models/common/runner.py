@@ -177,7 +177,10 @@ def build_sparse_model(task, config, data):
     if config.method == config_lib.DENSE:
         return model
     method = make_method(config, data.info.train_examples)
-    return tfs.sparsify(model, method, distribution=task.distribution(config))
+    distribution = task.distribution(config)
+    if config.distribution == "erk":
+        distribution = tfs.ERK(dense=distribution.dense if distribution is not None else ())
+    return tfs.sparsify(model, method, distribution=distribution)
 
 
 def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):

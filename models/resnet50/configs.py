@@ -201,6 +201,29 @@ TINY = {
 def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
     presets.update(config_lib.method_presets(PAPER_METHODS, PAPER_SPARSITIES))
+    presets.update(dynamic_sparse_presets())
+    return presets
+
+
+def dynamic_sparse_presets():
+    """RigL's ImageNet runs (google-research/rigl): ERK, drop fraction 0.3
+    with cosine decay, an update every 100 steps until 75% of training (the
+    methods' recipe), at 80% and 90%; `rigl_5x_*` trains 5x as long (the
+    learning-rate schedule, warm-up and drops, scaled with it),
+    `rigl_uniform_*` spreads the target uniformly; `set_*` is SET under the
+    same settings."""
+    presets = {}
+    for sparsity in (0.8, 0.9):
+        percent = round(sparsity * 100)
+        for method in ("rigl", "set"):
+            presets[f"{method}_{percent}"] = {
+                "method": method, "sparsity": sparsity, "distribution": "erk"
+            }
+        presets[f"rigl_uniform_{percent}"] = {"method": "rigl", "sparsity": sparsity}
+        presets[f"rigl_5x_{percent}"] = {
+            "method": "rigl", "sparsity": sparsity, "distribution": "erk",
+            "steps": 5 * PAPER_STEPS, "decay_epochs": (150, 300, 400), "warmup_epochs": 25.0,
+        }
     return presets
 
 

@@ -226,6 +226,9 @@ TINY = {
 def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
     presets.update(config_lib.method_presets(PAPER_METHODS, PAPER_SPARSITIES))
+    # Dynamic sparse training (not in the paper): ERK, the methods' recipe.
+    for name, preset in config_lib.method_presets(("set", "rigl"), PAPER_SPARSITIES).items():
+        presets[name] = dict(preset, distribution="erk")
     for sparsity in PAPER_SPARSITIES:
         # sparse_transformer_mpfc_tpu: magnitude pruning, embedding and
         # softmax dense, 4096 tokens per batch.

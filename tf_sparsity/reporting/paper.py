@@ -149,6 +149,46 @@ TRANSFORMER = PublishedTask(
 )
 
 PUBLISHED = {"resnet50": RESNET50, "transformer": TRANSFORMER}
+
+
+@dataclasses.dataclass(frozen=True)
+class FollowUp:
+    """Published results of later work built on this paper's code.
+
+    Attributes:
+        citation: who and what.
+        arxiv_id: the paper's arXiv id.
+        source: where the numbers are published.
+        results: a `PublishedTask` (its `dense_runs`: the dense baseline
+            quoted next to them).
+    """
+
+    citation: str
+    arxiv_id: str
+    source: str
+    results: PublishedTask
+
+
+# RigL on ResNet-50 / ImageNet, ERK unless named: the README of
+# google-research/rigl ("1x" and "5x" the dense run's training steps).
+RIGL_RESNET50 = FollowUp(
+    citation="Evci, Gale, Menick, Castro & Elsen (2020), Rigging the Lottery",
+    arxiv_id="1911.11134",
+    source="google-research/rigl README",
+    results=PublishedTask(
+        metric="top1",
+        scale=100.0,
+        dense_runs=(76.8,),
+        methods={
+            "rigl": ((0.8, 75.12), (0.9, 73.07)),
+            "rigl_5x": ((0.8, 77.17), (0.9, 76.42)),
+            "rigl_uniform": ((0.8, 74.60), (0.9, 72.02)),
+        },
+    ),
+)
+
+#: Later results on the same tasks, shown next to the paper's.
+FOLLOW_UPS = {"resnet50": (RIGL_RESNET50,)}
 #: Methods the paper ran without a usable result to record, and why.
 NOT_PUBLISHED = {
     "resnet50": {
@@ -176,6 +216,18 @@ def published_points(task):
     published = PUBLISHED.get(task)
     if published is None:
         return {}
+    return in_row_units(published)
+
+
+def follow_up_points(task):
+    """Like `published_points`, for the `FOLLOW_UPS` of `task` (RigL)."""
+    points = {}
+    for follow_up in FOLLOW_UPS.get(task, ()):
+        points.update(in_row_units(follow_up.results))
+    return points
+
+
+def in_row_units(published):
     return {
         method: [(sparsity, value / published.scale) for sparsity, value in pts]
         for method, pts in published.methods.items()

@@ -323,7 +323,7 @@ def _method_styles(methods):
 
 
 def _plot_published(axes, task, scale, methods):
-    published = paper_lib.published_points(task)
+    published = {**paper_lib.published_points(task), **paper_lib.follow_up_points(task)}
     styles = _method_styles(sort_methods(set(published) | set(methods)))
     for method in sort_methods(published):
         color, marker = styles[method]
@@ -376,7 +376,27 @@ def _published_table(task, metric):
         )
     for method, reason in paper_lib.NOT_PUBLISHED.get(task, {}).items():
         lines += ["", f"No published {method} result: {reason}."]
+    for follow_up in paper_lib.FOLLOW_UPS.get(task, ()):
+        lines += ["", _follow_up_table(follow_up, metric)]
     return lines
+
+
+def _follow_up_table(follow_up, metric):
+    scale = display_scale(metric)
+    points = paper_lib.in_row_units(follow_up.results)
+    sparsities = sorted({s for pts in points.values() for s, _ in pts})
+    dense = follow_up.results.dense_runs[0] / follow_up.results.scale
+    lines = [
+        f"Later work on this task ({follow_up.citation}, arXiv:{follow_up.arxiv_id}; "
+        f"{follow_up.source}; dense {dense * scale:.2f}), {metric_label(metric)}:",
+        "",
+        _table_row(["method"] + [_percent(s) for s in sparsities]),
+        _table_row(["---"] * (len(sparsities) + 1)),
+    ]
+    for method in sorted(points):
+        values = dict(points[method])
+        lines.append(_table_row([method] + [f"{values[s] * scale:.2f}" if s in values else "" for s in sparsities]))
+    return "\n".join(lines)
 
 
 def _format_cell(cell, metric):
