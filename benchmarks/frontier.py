@@ -7,7 +7,9 @@ permanent masks, magnitude with regrowth, random, and tfmot's
 sparsity; variational dropout and L0 have no target, so their regularizer
 weight is swept and each run counts for the target nearest to the sparsity
 it reached (density within 1.5x; runs further off are recorded with a null
-target and stay out of the tables).
+target and stay out of the tables). SET and RigL (sparse from step 0, ERK
+masks) and a static baseline (the same random ERK masks, never updated) run
+at the targets from 90% up.
 Every run is a result row, like those `tf-sparsity train` writes, in
 `benchmarks/results/frontier/rows.jsonl`; turn them into tables and plots
 with `tf-sparsity report benchmarks/results/frontier --out ...`.
@@ -23,6 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import tf_sparsity as tfs  # noqa: E402
 from benchmarks import common  # noqa: E402
 from tf_sparsity.demo import data as data_lib  # noqa: E402
 from tf_sparsity.demo import run as demo_run  # noqa: E402
@@ -33,7 +36,8 @@ VD_FACTORS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 L0_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
-def train(model_name, method_name, target, run_seed, args, data, prepare=None, epochs=None, **method_kwargs):
+def train(model_name, method_name, target, run_seed, args, data, prepare=None, epochs=None,
+          distribution=None, **method_kwargs):
     model, row = demo_run.train_lenet(
         None if method_name == "dense" else method_name,
         sparsity=target,
@@ -46,6 +50,7 @@ def train(model_name, method_name, target, run_seed, args, data, prepare=None, e
         architecture=model_name,
         method_kwargs=method_kwargs,
         prepare=prepare,
+        distribution=distribution,
     )
     row["library"] = "tf_sparsity"
     return model, row
@@ -75,7 +80,8 @@ def run_tfmot(model_name, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet300,lenet5", type=lambda s: s.split(","))
-    parser.add_argument("--methods", default="dense,magnitude,regrowth,random,variational_dropout,l0,tfmot",
+    parser.add_argument("--methods", default="dense,magnitude,regrowth,random,variational_dropout,l0,tfmot,"
+                        "set,rigl,static",
                         type=lambda s: s.split(","))
     parser.add_argument("--sparsities", default=SPARSITIES, type=lambda s: [float(v) for v in s.split(",")])
     parser.add_argument("--seeds", default=[0, 1, 2], type=lambda s: [int(v) for v in s.split(",")])
@@ -115,6 +121,16 @@ def main(argv=None):
             ):
                 if method in args.methods:
                     jobs += [(f"{method}@{s}", name, s, extra) for s in args.sparsities]
+            # Dynamic sparse training on ERK masks, and the same random ERK
+            # masks never updated (SET moving nothing): sparse from step 0.
+            for method, name, extra in (
+                ("set", "set", {"seed": seed}),
+                ("rigl", "rigl", {"seed": seed}),
+                ("static", "set", {"seed": seed, "drop_fraction": 0.0}),
+            ):
+                if method in args.methods:
+                    jobs += [(f"{method}@{s}", name, s, dict(extra, distribution="erk"))
+                             for s in args.sparsities if s >= 0.9]
             if "variational_dropout" in args.methods:
                 jobs += [(f"vd@{f}", "variational_dropout", None, {"kl_weight": f / len(data[0][0]), "seed": seed})
                          for f in args.vd_factors]
@@ -124,7 +140,14 @@ def main(argv=None):
             for key, name, target, kwargs in jobs:
                 if (model_name, key, seed) in done:
                     continue
-                _, row = train(model_name, name, target if target is not None else 0.9, seed, args, data, **kwargs)
+                kwargs = dict(kwargs)
+                distribution = tfs.ERK() if kwargs.pop("distribution", None) == "erk" else None
+                _, row = train(model_name, name, target if target is not None else 0.9, seed, args, data,
+                               distribution=distribution, **kwargs)
+                if distribution is not None:
+                    row["distribution"] = "erk"
+                if key.startswith("static"):
+                    row["method"] = "static_sparse"
                 if key.startswith("regrowth"):
                     row["method"] = "magnitude_regrowth"
                     row["regrowth"] = True

@@ -37,6 +37,7 @@ def train_lenet(
     architecture="lenet300",
     method_kwargs=None,
     prepare=None,
+    distribution=None,
 ):
     """Trains LeNet-300-100 on the MNIST subset, dense or with a method.
 
@@ -57,6 +58,8 @@ def train_lenet(
             `kl_weight`, `seed`).
         prepare: called with the sparse model before training (e.g. to load
             learned masks into a `fixed_mask` model).
+        distribution: how the target is spread over the layers (default
+            `tfs.Uniform()`; e.g. `tfs.ERK()`).
 
     Returns:
         `(model, row)`: the trained model and its result row.
@@ -83,7 +86,7 @@ def train_lenet(
             method, sparsity, steps, num_examples=len(x_train), **settings
         )
         hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
-        model = tfs.sparsify(model, sparse_method)
+        model = tfs.sparsify(model, sparse_method, distribution=distribution)
         if prepare is not None:
             prepare(model)
         callbacks.insert(0, tfs.SparsityCallback())
