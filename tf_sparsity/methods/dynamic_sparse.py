@@ -222,16 +222,14 @@ class DropAndGrowUpdate(updates.UpdateGroup):
             ops.convert_to_tensor(np.asarray(counts, "int32")),
         )
         slots = optimizer_slots(self.model)
-        for entry, old, (new, kept) in zip(self.entries, old_masks, results):
-            new = ops.convert_to_numpy(new).astype(old.dtype)
+        for entry, (new, kept) in zip(self.entries, results):
+            mask = entry.state("mask")
+            mask.assign(ops.cast(new, mask.dtype))
             # Dropped weights are zeroed and grown ones (a just-dropped one
             # regrown too) start at zero, their optimizer moments too.
-            kept = ops.convert_to_numpy(kept)
-            entry.state("mask").assign(new)
             kernel = entry.kernel
-            kernel.assign(ops.convert_to_numpy(kernel) * kept.astype(kernel.dtype))
-            for slot in slots.get(id(kernel), ()):
-                slot.assign(ops.convert_to_numpy(slot) * kept.astype(slot.dtype))
+            for variable in (kernel, *slots.get(id(kernel), ())):
+                variable.assign(ops.multiply(variable, ops.cast(kept, variable.dtype)))
 
 
 def optimizer_slots(model):
