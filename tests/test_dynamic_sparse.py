@@ -9,6 +9,7 @@ from keras import ops
 import tf_sparsity as tfs
 from tf_sparsity import masks as mask_ops
 from tf_sparsity.methods import dynamic_sparse
+from tests.test_resume import Interrupt
 
 pytestmark = pytest.mark.core
 
@@ -139,17 +140,6 @@ def test_training_keeps_sparsity_and_strip_equals_inference(method_class, rng):
         assert after[path].sum() == before[path].sum()
         assert np.any(after[path] != before[path]), f"{path}: no connection moved"
     np.testing.assert_allclose(tfs.strip(model).predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-
-
-class Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise RuntimeError("simulated preemption")
 
 
 @pytest.mark.parametrize("method_class", METHODS)

@@ -21,46 +21,35 @@ from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
 from tf_sparsity.methods import base
 from tf_sparsity.methods import updates
-from tf_sparsity.schedules import StepSchedule
+from tf_sparsity.schedules import ConstantSparsity
 
 DECAYS = ("cosine", "constant")
 # A score above (or below) every real one: keeps a weight out of a selection.
 _OUTSIDE = float(np.finfo("float32").max)
 
 
-class DropSchedule(StepSchedule):
-    """Updates every `update_frequency` steps, before `end_step` (if any).
+class DropSchedule(ConstantSparsity):
+    """Updates every `update_frequency` steps from step `update_frequency`
+    on, none at or after `end_step` (None: no end); the sparsity is
+    constant.
 
     Args:
-        sparsity: the (constant) target, reported to logs.
+        sparsity: the target, reported to logs.
         update_frequency: steps between updates.
-        end_step: no update at or after this step (None: no end).
+        end_step: the step updates stop at, or None.
     """
 
     def __init__(self, sparsity, update_frequency, end_step=None):
-        self.target = sparsity
-        self.update_frequency = update_frequency
-        self.end_step = end_step
-
-    @property
-    def final_sparsity(self):
-        return self.target
-
-    def sparsity(self, step):
-        return self.target
+        super().__init__(sparsity, begin_step=update_frequency, frequency=update_frequency)
+        self.stop_step = end_step
 
     def last_update_step(self, step):
-        if self.end_step is not None:
-            step = min(step, self.end_step - 1)
-        latest = (step // self.update_frequency) * self.update_frequency
-        return latest if latest > 0 else None
+        if self.stop_step is not None:
+            step = min(step, self.stop_step - 1)
+        return super().last_update_step(step)
 
     def get_config(self):
-        return {
-            "sparsity": self.target,
-            "update_frequency": self.update_frequency,
-            "end_step": self.end_step,
-        }
+        return {**super().get_config(), "stop_step": self.stop_step}
 
 
 class DynamicSparseMethod(base.MaskedMethod):

@@ -15,15 +15,8 @@ class SET(dynamic_sparse.DynamicSparseMethod):
     Growth is drawn from `seed`, the kernel's path in the model and the
     step, so every replica and every resumed run moves the same connections.
 
-    Args:
-        sparsity: the target sparsity, held from step 0 to the end.
-        update_frequency: steps between drop-and-grow updates.
-        drop_fraction: fraction of each kernel's active weights moved at an
-            update, before decay.
-        drop_fraction_decay: "cosine" (to 0 at `end_step`) or "constant".
-        end_step: no update from this step on (None: none, with a
-            "constant" decay).
-        seed: int seed of the initial masks and of growth.
+    Args: those of `DynamicSparseMethod` (`sparsity`, `update_frequency`,
+        `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`).
     """
 
     name = "set"
