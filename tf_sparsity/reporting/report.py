@@ -349,54 +349,42 @@ def _plot_published(axes, task, scale, methods):
 
 def _published_table(task, metric):
     scale = display_scale(metric)
-    published = paper_lib.published_points(task)
-    sparsities = sorted({s for points in published.values() for s, _ in points})
     mean, std, runs = paper_lib.published_dense(task)
     lines = [
         f"Published ({paper_lib.CITATION}, arXiv:{paper_lib.ARXIV_ID}; best "
         f"run per technique and sparsity), {metric_label(metric)}:",
         "",
-        _table_row(["method"] + [_percent(s) for s in sparsities]),
-        _table_row(["---"] * (len(sparsities) + 1)),
-        _table_row(
-            ["dense", f"{mean * scale:.2f} ± {std * scale:.2f} ({runs})"]
-            + [""] * (len(sparsities) - 1)
-        ),
-    ]
-    for method in sort_methods(published):
-        values = dict(published[method])
-        lines.append(
-            _table_row(
-                [method]
-                + [
-                    f"{values[s] * scale:.2f}" if s in values else ""
-                    for s in sparsities
-                ]
-            )
-        )
+    ] + _points_table(
+        paper_lib.published_points(task), scale, f"{mean * scale:.2f} ± {std * scale:.2f} ({runs})"
+    )
     for method, reason in paper_lib.NOT_PUBLISHED.get(task, {}).items():
         lines += ["", f"No published {method} result: {reason}."]
     for follow_up in paper_lib.FOLLOW_UPS.get(task, ()):
-        lines += ["", _follow_up_table(follow_up, metric)]
+        dense = follow_up.results.dense_runs[0] / follow_up.results.scale
+        lines += [
+            "",
+            f"Later work on this task ({follow_up.citation}, arXiv:"
+            f"{follow_up.arxiv_id}; {follow_up.source}), {metric_label(metric)}:",
+            "",
+        ] + _points_table(paper_lib.in_row_units(follow_up.results), scale, f"{dense * scale:.2f}")
     return lines
 
 
-def _follow_up_table(follow_up, metric):
-    scale = display_scale(metric)
-    points = paper_lib.in_row_units(follow_up.results)
+def _points_table(points, scale, dense):
+    """A markdown table of published (sparsity, value) points per method,
+    after a dense row."""
     sparsities = sorted({s for pts in points.values() for s, _ in pts})
-    dense = follow_up.results.dense_runs[0] / follow_up.results.scale
     lines = [
-        f"Later work on this task ({follow_up.citation}, arXiv:{follow_up.arxiv_id}; "
-        f"{follow_up.source}; dense {dense * scale:.2f}), {metric_label(metric)}:",
-        "",
         _table_row(["method"] + [_percent(s) for s in sparsities]),
         _table_row(["---"] * (len(sparsities) + 1)),
+        _table_row(["dense", dense] + [""] * (len(sparsities) - 1)),
     ]
-    for method in sorted(points):
+    for method in sort_methods(points):
         values = dict(points[method])
-        lines.append(_table_row([method] + [f"{values[s] * scale:.2f}" if s in values else "" for s in sparsities]))
-    return "\n".join(lines)
+        lines.append(
+            _table_row([method] + [f"{values[s] * scale:.2f}" if s in values else "" for s in sparsities])
+        )
+    return lines
 
 
 def _format_cell(cell, metric):
