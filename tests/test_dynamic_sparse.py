@@ -128,6 +128,80 @@ def test_grown_weights_optimizer_moments_are_reset(method_class, rng):
         assert np.any(ops.convert_to_numpy(gradient) != 0)
 
 
+class MaskBeforeBatch(keras.callbacks.Callback):
+    """Records layer `a`'s mask at the end of batch `batch`."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch, self.mask = batch, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            self.mask = state(self.model, "mask")["a"]
+
+
+def test_reset_reaches_the_training_step_after_an_update(rng):
+    # Momentum starts at 1 everywhere; an update before batch 3, then one
+    # SGD-with-momentum step. Where a weight was grown, a reset momentum is
+    # -lr * gradient and the weight (from 0) equals it; one left over would
+    # add 0.9 * old. On JAX this checks that the trainer's state picks up
+    # the callback's writes.
+    x, y = data(rng)
+    learning_rate = 0.1
+    model = tfs.sparsify(
+        mlp(), tfs.RigL(0.5, update_frequency=3, drop_fraction=0.5, drop_fraction_decay="constant", seed=0)
+    )
+    model.compile(keras.optimizers.SGD(learning_rate, momentum=0.9), "mse", jit_compile=True)
+    model.optimizer.build(model.trainable_variables)
+    for slot in dynamic_sparse.optimizer_slots(model)[id(model.get_layer("a").dense_kernel("_kernel"))]:
+        slot.assign(ops.ones(slot.shape))
+    before = MaskBeforeBatch(2)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback(), before])
+    layer = model.get_layer("a")
+    kernel = layer.dense_kernel("_kernel")
+    mask = state(model, "mask")["a"]
+    gradient = ops.convert_to_numpy(layer.sparsity_variables["_kernel"]["dense_grad"])
+    (momentum,) = [ops.convert_to_numpy(s) for s in dynamic_sparse.optimizer_slots(model)[id(kernel)]]
+    grown = (mask > 0) & (before.mask == 0)  # (regrown just-dropped ones aside)
+    kept = (mask > 0) & ~grown
+    assert 0 < grown.sum() <= mask_ops.num_to_prune(0.5, int(before.mask.sum()))
+    np.testing.assert_allclose(momentum[grown], -learning_rate * gradient[grown], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ops.convert_to_numpy(kernel)[grown], momentum[grown], rtol=1e-6, atol=1e-7)
+    assert np.abs(momentum[kept] + learning_rate * gradient[kept]).max() > 1e-3
+
+
+def test_rigl_under_loss_scaling_reads_the_scaled_gradient(rng):
+    x, y = data(rng)
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = tfs.sparsify(mlp(), tfs.RigL(0.5, update_frequency=2, end_step=20, seed=0))
+        model.compile(keras.optimizers.Adam(1e-2), "mse")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = state(model, "mask")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
+    slots = dynamic_sparse.optimizer_slots(model)
+    for path, wrapper in tfs.sparse_layers(model):
+        gradient = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["dense_grad"])
+        assert np.isfinite(gradient).all() and np.any(gradient != 0), path
+        assert len(slots[id(wrapper.dense_kernel("_kernel"))]) == 2, path
+        mask = state(model, "mask")[path]
+        assert mask.sum() == before[path].sum() and np.any(mask != before[path]), path
+
+
+def test_rigl_refuses_gradient_accumulation(rng):
+    x, y = data(rng)
+    model = tfs.sparsify(mlp(), tfs.RigL(0.5, update_frequency=2, end_step=20, seed=0))
+    model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=2), "mse")
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=2"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
+    # SET does not read gradients.
+    model = tfs.sparsify(mlp(), tfs.SET(0.5, update_frequency=2, end_step=20, seed=0))
+    model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=2), "mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
+
+
 @pytest.mark.parametrize("method_class", METHODS)
 def test_training_keeps_sparsity_and_strip_equals_inference(method_class, rng):
     x, y = data(rng, 128)

@@ -155,6 +155,10 @@ class DynamicSparseMethod(base.MaskedMethod):
         ones are grown (a tensor shaped like the kernel)."""
         raise NotImplementedError
 
+    def check_optimizer(self, optimizer):
+        """Raises if the model's optimizer (None if not compiled) cannot
+        train this method correctly; checked before every update."""
+
     def get_config(self):
         return {
             "sparsity": self.sparsity,
@@ -199,6 +203,7 @@ class DropAndGrowUpdate(updates.UpdateGroup):
                     for i, (k, m, s) in enumerate(zip(kernels, masks, scores))
                 ]
             )
+        self.method.check_optimizer(training_optimizer(self.model))
         fraction = self.method.fraction_at(step)
         old_masks = [ops.convert_to_numpy(e.state("mask")) for e in self.entries]
         counts = [mask_ops.num_to_prune(fraction, int(m.sum())) for m in old_masks]
@@ -221,11 +226,17 @@ class DropAndGrowUpdate(updates.UpdateGroup):
                 variable.assign(ops.multiply(variable, ops.cast(kept, variable.dtype)))
 
 
+def training_optimizer(model):
+    """The optimizer that updates the model's variables (the one inside a
+    `LossScaleOptimizer`), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 def optimizer_slots(model):
     """`{id(variable): [optimizer variables shaped like it]}` of the model's
     built optimizer (momentum, Adam's moments, ...), or {}."""
-    optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    optimizer = training_optimizer(model)
     if optimizer is None or not getattr(optimizer, "built", False):
         return {}
     variables = list(optimizer._trainable_variables)

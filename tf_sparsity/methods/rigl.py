@@ -21,7 +21,11 @@ class RigL(dynamic_sparse.DynamicSparseMethod):
     `tf.distribute` it is averaged across replicas (aggregation "mean"). An
     update uses the gradient of the step just before it. Costs: one
     kernel-sized variable and, under a multi-device strategy, one more
-    kernel-sized all-reduce per step.
+    kernel-sized all-reduce per step. Under a `LossScaleOptimizer` it holds
+    the loss-scaled gradient (Keras unscales only the gradients it applies),
+    which ranks the weights of a kernel the same way. Optimizers with
+    `gradient_accumulation_steps` are refused: for these variables Keras
+    keeps a running elementwise maximum, not the gradient.
 
     Args: those of `DynamicSparseMethod` (`sparsity`, `update_frequency`,
         `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`).
@@ -49,6 +53,17 @@ class RigL(dynamic_sparse.DynamicSparseMethod):
         # Zero in value; its gradient is the loss's gradient w.r.t. the
         # effective kernel at every position.
         return sparse + ops.cast(gradient - ops.stop_gradient(gradient), sparse.dtype)
+
+    def check_optimizer(self, optimizer):
+        if getattr(optimizer, "gradient_accumulation_steps", None):
+            raise ValueError(
+                f"RigL cannot read the dense gradient with optimizer "
+                f"'{optimizer.name}' (gradient_accumulation_steps="
+                f"{optimizer.gradient_accumulation_steps}): Keras then stores "
+                "an elementwise running maximum in `overwrite_with_gradient` "
+                "variables instead of the gradient. Train without gradient "
+                "accumulation, or use SET."
+            )
 
     def growth_scores(self, entry, step):
         return ops.abs(ops.convert_to_tensor(entry.state("dense_grad")))
