@@ -9,7 +9,7 @@ weight is swept and each run counts for the target nearest to the sparsity
 it reached (density within 1.5x; runs further off are recorded with a null
 target and stay out of the tables). SET and RigL (sparse from step 0, ERK
 masks) and a static baseline (the same random ERK masks, never updated) run
-at the targets from 90% up.
+at the targets from 90% up, with magnitude pruning on the same ERK targets.
 Every run is a result row, like those `tf-sparsity train` writes, in
 `benchmarks/results/frontier/rows.jsonl`; turn them into tables and plots
 with `tf-sparsity report benchmarks/results/frontier --out ...`.
@@ -81,7 +81,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet300,lenet5", type=lambda s: s.split(","))
     parser.add_argument("--methods", default="dense,magnitude,regrowth,random,variational_dropout,l0,tfmot,"
-                        "set,rigl,static",
+                        "set,rigl,static,magnitude_erk",
                         type=lambda s: s.split(","))
     parser.add_argument("--sparsities", default=SPARSITIES, type=lambda s: [float(v) for v in s.split(",")])
     parser.add_argument("--seeds", default=[0, 1, 2], type=lambda s: [int(v) for v in s.split(",")])
@@ -123,10 +123,13 @@ def main(argv=None):
                     jobs += [(f"{method}@{s}", name, s, extra) for s in args.sparsities]
             # Dynamic sparse training on ERK masks, and the same random ERK
             # masks never updated (SET moving nothing): sparse from step 0.
+            # Magnitude pruning on the same ERK targets separates the
+            # distribution's share from the training regime's.
             for method, name, extra in (
                 ("set", "set", {"seed": seed}),
                 ("rigl", "rigl", {"seed": seed}),
                 ("static", "set", {"seed": seed, "drop_fraction": 0.0}),
+                ("magnitude_erk", "magnitude", {}),
             ):
                 if method in args.methods:
                     jobs += [(f"{method}@{s}", name, s, dict(extra, distribution="erk"))
@@ -148,6 +151,8 @@ def main(argv=None):
                     row["distribution"] = "erk"
                 if key.startswith("static"):
                     row["method"] = "static_sparse"
+                if key.startswith("magnitude_erk"):
+                    row["method"] = "magnitude_erk"
                 if key.startswith("regrowth"):
                     row["method"] = "magnitude_regrowth"
                     row["regrowth"] = True
