@@ -12,9 +12,12 @@ Accuracy: LeNet-300-100 on the 5,000-image MNIST subset (the demo's
 training), magnitude pruning unstructured vs 1x4 blocks at 80/90/95%, and
 2:4 vs unstructured at 50%.
 
-    python benchmarks/litert.py latency
-    python benchmarks/litert.py accuracy --seeds 0 1
-    python benchmarks/litert.py table      # markdown for the README
+    python benchmarks/litert_speed.py latency
+    python benchmarks/litert_speed.py accuracy --seeds 0 1
+    python benchmarks/litert_speed.py table      # markdown for the README
+
+(Not named `litert.py`: scripts run from this folder, such as
+`tfmot_peer.py`, would import it instead of TensorFlow Lite's `litert`.)
 """
 
 import argparse
@@ -104,8 +107,11 @@ def timed(runners, rounds, per_round):
 def latency(args):
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:  # One thread for Keras too, like the LiteRT interpreter.
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started (a smoke test).
+        pass
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for name in args.models:

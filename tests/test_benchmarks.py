@@ -88,7 +88,7 @@ def test_learned_masks_smoke_trains_every_variant_on_the_pruned_masks(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert")
 def test_litert_latency_smoke(tmp_path):
-    from benchmarks import litert
+    from benchmarks import litert_speed as litert
 
     payload = litert.main(
         ["latency", "--models", "lenet300", "--batches", "1", "--rounds", "1", "--calls", "2",
