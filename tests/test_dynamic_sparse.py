@@ -282,6 +282,50 @@ def test_masks_and_gradients_identical_across_replicas(rng):
         assert mask.sum() == before[path].sum() and np.any(mask != before[path])
 
 
+JAX_DATA_PARALLEL = """
+import os, sys
+import keras, numpy as np, jax
+from keras import ops
+import tf_sparsity as tfs
+assert len(jax.devices()) == 2
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 12)).astype("float32"), rng.normal(size=(64, 4)).astype("float32")
+def train():
+    keras.utils.set_random_seed(1)
+    model = tfs.sparsify(keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="tanh", name="a"),
+                                           keras.layers.Dense(4, name="b")]),
+                         tfs.RigL(0.5, update_frequency=2, end_step=20, seed=0))
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback()])
+    return {(name, key): ops.convert_to_numpy(model.get_layer(name).sparsity_variables["_kernel"][key])
+            for name in ("a", "b") for key in ("mask", "dense_grad")}
+single = train()
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+parallel = train()
+for key, value in single.items():
+    np.testing.assert_allclose(parallel[key], value, atol=1e-5, err_msg=str(key))
+print("same masks and gradients")
+"""
+
+
+def test_rigl_under_jax_data_parallel_matches_one_device():
+    # The batch split over two (host) devices: the recorded gradient is the
+    # global batch's, so masks match a one-device run. Its own process:
+    # the device count is fixed when JAX starts.
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_DATA_PARALLEL], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "same masks and gradients" in result.stdout
+
+
 @pytest.mark.tensorflow
 def test_task_presets_and_a_tiny_resnet_run(tmp_path):
     from tf_sparsity_models.common import runner
