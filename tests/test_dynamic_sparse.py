@@ -264,12 +264,24 @@ def test_masks_and_gradients_identical_across_replicas(rng):
     # One-device reduction: collectives of several strategies in one test
     # process can collide (see test_tensorflow.py).
     strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    with strategy.scope():
-        model = tfs.sparsify(mlp(), tfs.RigL(0.75, update_frequency=2, end_step=20, seed=2))
-        # XLA cannot compile a replica step across logical CPU devices.
-        model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=False)
-    before = state(model, "mask")
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[tfs.SparsityCallback()])
+
+    def train(strategy):
+        keras.utils.set_random_seed(3)
+        with strategy.scope():
+            model = tfs.sparsify(mlp(), tfs.RigL(0.75, update_frequency=2, end_step=20, seed=2))
+            # XLA cannot compile a replica step across logical CPU devices.
+            model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse", jit_compile=False)
+        before = state(model, "mask")
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback()])
+        return model, before
+
+    model, before = train(strategy)
+    one_device, _ = train(tf.distribute.get_strategy())
+    # The recorded gradient is the replicas' mean of their gradients of the
+    # loss scaled by 1 / replicas: the global batch's over 2. Same ranking,
+    # same masks as on one device.
+    np.testing.assert_array_equal(state(model, "mask")["a"], state(one_device, "mask")["a"])
+    np.testing.assert_allclose(2 * state(model, "dense_grad")["a"], state(one_device, "dense_grad")["a"], atol=1e-6)
     for path, wrapper in tfs.sparse_layers(model):
         variables = wrapper.sparsity_variables["_kernel"]
         for name in ("mask", "dense_grad"):
