@@ -205,24 +205,35 @@ def _presets():
     return presets
 
 
+#: RigL's ImageNet update interval (100 steps at batch 4,096) in this
+#: task's steps (batch 1,024): the same number of images between updates.
+RIGL_FREQUENCY = 100 * 4096 // PAPER_BATCH_SIZE
+
+
 def dynamic_sparse_presets():
     """RigL's ImageNet runs (google-research/rigl): ERK, drop fraction 0.3
     with cosine decay, an update every 100 steps until 75% of training (the
     methods' recipe), at 80% and 90%; `rigl_5x_*` trains 5x as long (the
     learning-rate schedule, warm-up and drops, scaled with it),
     `rigl_uniform_*` spreads the target uniformly; `set_*` is SET under the
-    same settings."""
+    same settings. RigL updated every 100 steps of 4,096 images; at this
+    task's batch the same images between updates take `RIGL_FREQUENCY`
+    steps."""
     presets = {}
     for sparsity in (0.8, 0.9):
         percent = round(sparsity * 100)
         for method in ("rigl", "set"):
             presets[f"{method}_{percent}"] = {
-                "method": method, "sparsity": sparsity, "distribution": "erk"
+                "method": method, "sparsity": sparsity, "distribution": "erk",
+                "frequency": RIGL_FREQUENCY,
             }
-        presets[f"rigl_uniform_{percent}"] = {"method": "rigl", "sparsity": sparsity}
+        presets[f"rigl_uniform_{percent}"] = {
+            "method": "rigl", "sparsity": sparsity, "frequency": RIGL_FREQUENCY
+        }
         presets[f"rigl_5x_{percent}"] = {
             "method": "rigl", "sparsity": sparsity, "distribution": "erk",
-            "steps": 5 * PAPER_STEPS, "decay_epochs": (150, 300, 400), "warmup_epochs": 25.0,
+            "frequency": RIGL_FREQUENCY, "steps": 5 * PAPER_STEPS,
+            "decay_epochs": (150, 300, 400), "warmup_epochs": 25.0,
         }
     return presets
 
