@@ -6,6 +6,7 @@ as Python numbers, and returns the value as a plain Python type.
 
 import math
 import numbers
+import random
 
 
 def number(owner, name, value, minimum=None, maximum=None, above=None):
@@ -61,6 +62,15 @@ def seed(owner, value):
     if value is None:
         return None
     return integer(owner, "seed", value, minimum=0)
+
+
+def seed_or_draw(owner, value):
+    """A seed as `seed` checks it, or, for None, one drawn from the system's
+    entropy (methods record it in their config, so runs can be repeated)."""
+    value = seed(owner, value)
+    if value is None:
+        value = random.SystemRandom().randrange(2**31)
+    return value
 
 
 def choice(owner, name, value, choices):

@@ -7,7 +7,6 @@ and in inference (`training_kernel`, `inference_kernel`, or a whole custom
 (`compute_masks`, run by the mask updater on the steps the schedule chooses).
 """
 
-import random
 import zlib
 
 import keras
@@ -330,10 +329,7 @@ class RegularizedMethod(SparsityMethod):
                 f"{ramp!r}."
             )
         self.ramp = schedules_lib.get(ramp) if ramp is not None else schedules_lib.Ramp()
-        seed = validate.seed(owner, seed)
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        self.seed = seed
+        self.seed = validate.seed_or_draw(owner, seed)
 
     learned_sparsity = True
 

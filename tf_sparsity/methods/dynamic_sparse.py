@@ -10,7 +10,6 @@ weights are zeroed.
 """
 
 import math
-import random
 import zlib
 
 import numpy as np
@@ -93,9 +92,7 @@ class DynamicSparseMethod(base.MaskedMethod):
                 'or use drop_fraction_decay="constant".'
             )
         self.end_step = end_step
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        self.seed = validate.seed(owner, seed)
+        self.seed = validate.seed_or_draw(owner, seed)
 
     @property
     def final_sparsity(self):

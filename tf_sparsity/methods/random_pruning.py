@@ -1,7 +1,5 @@
 """Random pruning: the paper's baseline, on the same schedule as magnitude."""
 
-import random
-
 import keras
 
 from tf_sparsity import _validation as validate
@@ -32,9 +30,7 @@ class RandomPruning(base.PruningMethod):
 
     def __init__(self, schedule, seed=None, scope="layer", structure=None):
         super().__init__(schedule, scope=scope, structure=structure)
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        self.seed = validate.seed("RandomPruning", seed)
+        self.seed = validate.seed_or_draw("RandomPruning", seed)
 
     def scores(self, kernel, mask, seed):
         priority = keras.random.uniform(
