@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from tf_sparsity import _backend
-from tf_sparsity.sparsify import sparse_layers
+from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.strip import check_model
 from tf_sparsity.strip import folded
 
@@ -140,9 +140,8 @@ def export_litert(
             "representative_dataset": _representative_dataset(representative_data),
         }
     kernels = [
-        (path, wrapper.name, tuple(wrapper.dense_kernel(a).shape))
-        for path, wrapper in sparse_layers(model)
-        for a in wrapper.kernel_attributes
+        (kernel.layer_path, kernel.wrapper.name, kernel.shape)
+        for kernel in sparse_kernels(model)
     ]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with folded(model):

@@ -15,23 +15,23 @@ import zlib
 import numpy as np
 from keras import ops
 
-from tf_sparsity.layers import kernels as kernels_lib
 from tf_sparsity.methods.base import MaskedMethod
-from tf_sparsity.sparsify import sparse_layers
+from tf_sparsity.sparsify import sparse_kernels
 
 _META = "__tf_sparsity_masks__"
 _FORMAT_VERSION = 1
 
 
 def _masked_kernels(model, caller):
-    """`{key: (wrapper, attribute)}` of every masked kernel of `model`."""
+    """`{key: SparseKernel}` of every masked kernel of `model`."""
     found, unmasked = {}, []
-    for path, wrapper in sparse_layers(model):
-        if not isinstance(wrapper.method, MaskedMethod):
-            unmasked.append(f"{path} ({type(wrapper.method).__name__})")
+    for kernel in sparse_kernels(model):
+        if not isinstance(kernel.method, MaskedMethod):
+            entry = f"{kernel.layer_path} ({type(kernel.method).__name__})"
+            if entry not in unmasked:
+                unmasked.append(entry)
             continue
-        for attribute in wrapper.kernel_attributes:
-            found[f"{path}/{kernels_lib.public_name(attribute)}"] = (wrapper, attribute)
+        found[kernel.path] = kernel
     if unmasked:
         raise ValueError(
             f"{caller}: layers {', '.join(unmasked)} have no masks (their "
@@ -64,14 +64,14 @@ def save_masks(model, path, run=None):
         path += ".npz"
     arrays, kernels = {}, {}
     methods = set()
-    for key, (wrapper, attribute) in _masked_kernels(model, "save_masks").items():
-        mask = ops.convert_to_numpy(wrapper.sparsity_variables[attribute]["mask"]) > 0.5
+    for key, kernel in _masked_kernels(model, "save_masks").items():
+        mask = ops.convert_to_numpy(kernel.state.mask) > 0.5
         arrays[key] = mask
         kernels[key] = {
             "shape": list(mask.shape),
             "sparsity": float(1.0 - mask.mean()) if mask.size else 0.0,
         }
-        methods.add(type(wrapper.method).__name__)
+        methods.add(type(kernel.method).__name__)
     meta = {
         "format": _FORMAT_VERSION,
         "model": model.name,
@@ -128,10 +128,9 @@ def load_masks(model, path, shuffle_seed=None):
     missing = sorted(set(targets) - set(masks))
     extra = sorted(set(masks) - set(targets))
     mismatched = [
-        f"{key} (model {tuple(targets[key][0].dense_kernel(targets[key][1]).shape)}, "
-        f"file {masks[key].shape})"
+        f"{key} (model {targets[key].shape}, file {masks[key].shape})"
         for key in sorted(set(targets) & set(masks))
-        if tuple(targets[key][0].dense_kernel(targets[key][1]).shape) != masks[key].shape
+        if targets[key].shape != masks[key].shape
     ]
     problems = []
     if missing:
@@ -145,11 +144,11 @@ def load_masks(model, path, shuffle_seed=None):
             f"Masks in '{os.fspath(path)}' do not fit model '{model.name}': "
             + "; ".join(problems) + "."
         )
-    for key, (wrapper, attribute) in targets.items():
+    for key, kernel in targets.items():
         mask = masks[key]
         if shuffle_seed is not None:
             rng = np.random.default_rng([shuffle_seed, zlib.crc32(key.encode())])
             mask = rng.permutation(mask.reshape(-1)).reshape(mask.shape)
-        variable = wrapper.sparsity_variables[attribute]["mask"]
+        variable = kernel.state.mask
         variable.assign(mask.astype(variable.dtype))
     return meta

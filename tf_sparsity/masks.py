@@ -9,6 +9,7 @@ passes, exact, with a traced k.
 
 import math
 
+import numpy as np
 from keras import ops
 
 
@@ -107,3 +108,31 @@ def prune_lowest_jointly(scores_list, num_pruned):
         masks.append(ops.reshape(joint[start : start + size], ops.shape(scores)))
         start += size
     return masks
+
+
+# A score above (or below) every real one: keeps a unit out of a selection.
+OUTSIDE = float(np.finfo("float32").max)
+
+
+def drop_and_grow(active, drop_scores, grow_scores, num_moved):
+    """Moves `num_moved` units of a 0/1 mask: the active ones of lowest
+    `drop_scores` are dropped, then as many inactive ones of highest
+    `grow_scores` are grown (just-dropped ones included, as in RigL's
+    reference implementation). Exact counts, ties broken by position.
+
+    Args:
+        active: 0/1 tensor, the current mask over units.
+        drop_scores: float tensor shaped like `active`.
+        grow_scores: float tensor shaped like `active`.
+        num_moved: int scalar tensor, at most the number of active units.
+
+    Returns:
+        `(new_mask, kept)`: float32 0/1 tensors; `kept` marks the active
+        units that were not dropped (the only ones that keep their values).
+    """
+    active = ops.greater(ops.cast(active, "float32"), 0.5)
+    drop_keys = ops.where(active, ops.cast(drop_scores, "float32"), OUTSIDE)
+    after_drop = ops.logical_and(active, ops.greater(prune_lowest(drop_keys, num_moved), 0.5))
+    grow_keys = ops.where(after_drop, OUTSIDE, -ops.cast(grow_scores, "float32"))
+    grown = ops.less(prune_lowest(grow_keys, num_moved), 0.5)
+    return ops.cast(ops.logical_or(after_drop, grown), "float32"), ops.cast(after_drop, "float32")

@@ -4,6 +4,13 @@ A schedule answers two questions for the mask updater, both in plain Python
 (they are evaluated once per step by a callback, outside the compiled graph):
 `sparsity(step)`, the target at that step, and `last_update_step(step)`, the
 most recent step at or before `step` where masks are due to be recomputed.
+
+`begin_step` and `end_step` mean the same in every schedule and method of
+the library: the first and the last step at which the schedule changes
+anything, both included. At `end_step` the final value is reached (the
+final sparsity, a ramp's full weight, a drop fraction decayed to 0) and an
+update happens there; no update happens after it. `end_step=None` means no
+end.
 """
 
 import keras
@@ -78,7 +85,8 @@ class PolynomialDecay(SparsitySchedule):
         initial_sparsity: sparsity at `begin_step`, in [0, 1).
         final_sparsity: sparsity from `end_step` on, in [0, 1).
         begin_step: first step at which masks are updated.
-        end_step: last step at which masks are updated (> `begin_step`).
+        end_step: last step at which masks are updated, where the final
+            sparsity is reached (> `begin_step`).
         frequency: steps between mask updates (>= 1).
         exponent: the decay exponent (3 in the paper).
     """
@@ -151,23 +159,29 @@ class PolynomialDecay(SparsitySchedule):
 class ConstantSparsity(SparsitySchedule):
     """A fixed target, re-applied every `frequency` steps.
 
+    Updates happen at `begin_step`, every `frequency` steps after it, and
+    at `end_step` (the last update; none after it).
+
     Args:
         sparsity: the target, in [0, 1).
         begin_step: first step at which masks are updated.
-        end_step: last step at which masks are updated, or -1 for no end.
+        end_step: last step at which masks are updated (>= `begin_step`),
+            or None (or -1, tfmot's spelling) for no end.
         frequency: steps between mask updates (>= 1).
     """
 
-    def __init__(self, sparsity, begin_step=0, end_step=-1, frequency=100):
+    def __init__(self, sparsity, begin_step=0, end_step=None, frequency=100):
         owner = "ConstantSparsity"
         sparsity = _check_sparsity("sparsity", sparsity, owner)
         begin_step = _check_step("begin_step", begin_step, owner)
-        end_step = _check_step("end_step", end_step, owner, minimum=-1)
+        if end_step is not None:
+            end_step = _check_step("end_step", end_step, owner, minimum=-1)
+            end_step = None if end_step == -1 else end_step
         frequency = _check_step("frequency", frequency, owner, minimum=1)
-        if end_step != -1 and end_step <= begin_step:
+        if end_step is not None and end_step < begin_step:
             raise ValueError(
-                f"{owner}: `end_step` ({end_step}) must be greater than "
-                f"`begin_step` ({begin_step}), or -1 for no end."
+                f"{owner}: `end_step` ({end_step}) must not come before "
+                f"`begin_step` ({begin_step}); None means no end."
             )
         self.target = float(sparsity)
         self.begin_step = begin_step
@@ -184,7 +198,7 @@ class ConstantSparsity(SparsitySchedule):
     def last_update_step(self, step):
         if step < self.begin_step:
             return None
-        if self.end_step != -1 and step >= self.end_step:
+        if self.end_step is not None and step >= self.end_step:
             return self.end_step
         periods = (step - self.begin_step) // self.frequency
         return self.begin_step + periods * self.frequency
@@ -200,7 +214,8 @@ class ConstantSparsity(SparsitySchedule):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class OneShot(SparsitySchedule):
-    """Prunes once, to `sparsity`, right before training step `step`.
+    """Prunes once, to `sparsity`, right before training step `step` (its
+    `begin_step` and `end_step` both).
 
     Args:
         sparsity: the target, in [0, 1).
@@ -240,7 +255,7 @@ class Ramp(StepSchedule):
 
     Args:
         begin_step: step where the weight starts rising from 0.
-        end_step: step where it reaches 1.
+        end_step: step where it reaches 1 (the last update).
         shape: "linear" or "cubic".
         updates: how many times the value is refreshed during the ramp.
     """

@@ -29,6 +29,22 @@ def sparse_layers(model):
     ]
 
 
+def sparse_kernels(model):
+    """Every `SparseKernel` of `model`, in a deterministic order, each with
+    its `layer_path` set to its wrapper's path in the model.
+
+    Returns:
+        A list of `SparseKernel`s (a wrapper used in several places counts
+        once).
+    """
+    kernels = []
+    for path, wrapper in sparse_layers(model):
+        for kernel in wrapper.kernels:
+            kernel.layer_path = path
+            kernels.append(kernel)
+    return kernels
+
+
 def layer_infos(model):
     """`LayerInfo` for every supported layer (wrapped or not) in `model`."""
     infos = []
@@ -53,7 +69,8 @@ def _layer_info(layer, name_path, ancestors=()):
         layer=layer,
         name_path=tuple(name_path),
         shapes=[
-            tuple(getattr(inner, a).shape) for a in kernels_lib.kernel_attributes(inner)
+            tuple(getattr(inner, spec.attribute).shape)
+            for spec in kernels_lib.kernel_specs(inner)
         ],
         ancestors=tuple(ancestors),
     )

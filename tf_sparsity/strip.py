@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from tf_sparsity import copying
-from tf_sparsity.sparsify import is_sparse
-from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity import tree
+from tf_sparsity.sparsify import is_sparse
+from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
 _WRAPPER_NAME = keras.saving.get_registered_name(SparseWrapper)
@@ -81,8 +81,8 @@ def unwrap_in_place(model):
     def unwrap(layer, key_path, name_path):
         if not is_sparse(layer):
             return None
-        for attribute, value in layer.inference_kernels().items():
-            layer.dense_kernel(attribute).assign(ops.convert_to_numpy(value))
+        for kernel in layer.kernels:
+            kernel.variable.assign(ops.convert_to_numpy(kernel.inference_value()))
         wrappers[id(layer.layer)] = layer
         return layer.layer
 
@@ -99,9 +99,8 @@ def folded(model):
     kernels and its wrappers are restored exactly.
     """
     raw = [
-        (w.dense_kernel(a), ops.convert_to_numpy(w.dense_kernel(a)))
-        for _, w in sparse_layers(model)
-        for a in w.kernel_attributes
+        (kernel.variable, ops.convert_to_numpy(kernel.variable))
+        for kernel in sparse_kernels(model)
     ]
     wrappers = unwrap_in_place(model)
     try:
@@ -193,12 +192,10 @@ def copy_weights(source, target, fold):
             )
         values = {}
         if isinstance(layer, SparseWrapper):
-            kernels = layer.inference_kernels() if fold else {}
-            inner = layer.layer
-            for variable in _own_variables(inner):
+            for variable in _own_variables(layer.layer):
                 values[_variable_name(variable)] = variable
-            for attribute, value in kernels.items():
-                values[_variable_name(getattr(inner, attribute))] = value
+            for kernel in layer.kernels if fold else ():
+                values[_variable_name(kernel.variable)] = kernel.inference_value()
         else:
             for variable in _own_variables(layer):
                 values[_variable_name(variable)] = variable

@@ -31,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from tf_sparsity import _validation as validate
+from tf_sparsity import masks as mask_ops
 from tf_sparsity._config import ConfigObject
 
 PACKAGE = "tf_sparsity"
@@ -107,6 +108,66 @@ class Structure(ConfigObject):
     def expand(self, unit_mask, shape, input_axis):
         """The per-weight mask (`shape`) of a 0/1 mask over the units."""
         return unit_mask
+
+    def active_units(self, mask, input_axis):
+        """A float32 0/1 mask over the units: those whose weights are live."""
+        means = self.unit_scores(ops.cast(mask, "float32"), input_axis)
+        return ops.cast(ops.greater(means, 0.5), "float32")
+
+    def count_active(self, mask, input_axis):
+        """The number of live units of a kernel's `mask` (a Python int; the
+        count a drop-and-grow update moves a fraction of)."""
+        return int(ops.convert_to_numpy(ops.sum(self.active_units(mask, input_axis))))
+
+    def move(self, mask, drop_scores, grow_scores, num_moved, input_axis):
+        """Drop-and-grow on one kernel (dynamic sparse training).
+
+        Drops the `num_moved` live units of lowest `drop_scores` and grows
+        as many dead ones of highest `grow_scores` (per-weight scores are
+        turned into unit scores as for pruning). Pure; compiled with XLA.
+
+        Returns:
+            `(new_mask, kept)`: float32 per-weight 0/1 tensors; `kept` marks
+            the weights that were live and not dropped.
+        """
+        new_units, kept_units = mask_ops.drop_and_grow(
+            self.active_units(mask, input_axis),
+            self.unit_scores(drop_scores, input_axis),
+            self.unit_scores(grow_scores, input_axis),
+            num_moved,
+        )
+        shape = mask.shape
+        return (
+            self.expand(new_units, shape, input_axis),
+            self.expand(kept_units, shape, input_axis),
+        )
+
+    def move_jointly(self, masks, drop_scores, grow_scores, num_moved, input_axes):
+        """`move` with one ranking over several kernels (global scope):
+        `num_moved` units in all, wherever the scores say."""
+        units = [
+            (
+                self.active_units(m, axis),
+                self.unit_scores(d, axis),
+                self.unit_scores(g, axis),
+            )
+            for m, d, g, axis in zip(masks, drop_scores, grow_scores, input_axes)
+        ]
+        flat = [
+            ops.concatenate([ops.reshape(ops.cast(u[i], "float32"), (-1,)) for u in units])
+            for i in range(3)
+        ]
+        new_flat, kept_flat = mask_ops.drop_and_grow(*flat, num_moved)
+        results, start = [], 0
+        for (active, _, _), mask, axis in zip(units, masks, input_axes):
+            size = math.prod(active.shape)
+            pieces = [
+                ops.reshape(flat_mask[start : start + size], active.shape)
+                for flat_mask in (new_flat, kept_flat)
+            ]
+            results.append(tuple(self.expand(p, mask.shape, axis) for p in pieces))
+            start += size
+        return results
 
     def get_config(self):
         return {}
@@ -236,6 +297,44 @@ class NM(Structure):
         prunable = ops.less(rank, self.m - self.n)
         masked = ops.where(prunable, groups, _KEEP_SCORE)
         return _from_matrix(ops.reshape(masked, matrix.shape), shape, input_axis)
+
+    def count_active(self, mask, input_axis):
+        return int(ops.convert_to_numpy(ops.sum(ops.cast(ops.greater(mask, 0.5), "int32"))))
+
+    def move(self, mask, drop_scores, grow_scores, num_moved, input_axis):
+        """Drop-and-grow that keeps `n` live weights in every group of `m`:
+        the `num_moved` live weights of lowest `drop_scores` in the kernel
+        are dropped, then each group grows back as many as it lost, its
+        dead weights of highest `grow_scores` (just-dropped ones included)."""
+        shape = mask.shape
+        active = ops.greater(ops.cast(mask, "float32"), 0.5)
+        drop_keys = ops.where(active, ops.cast(drop_scores, "float32"), mask_ops.OUTSIDE)
+        kept = ops.logical_and(
+            active, ops.greater(mask_ops.prune_lowest(drop_keys, num_moved), 0.5)
+        )
+        kept_groups = self._groups(ops.cast(kept, "float32"), input_axis)
+        lost = self.n - ops.sum(kept_groups, axis=-1, keepdims=True)
+        dead = ops.less(kept_groups, 0.5)
+        keys = ops.where(
+            dead, self._groups(ops.cast(grow_scores, "float32"), input_axis), -mask_ops.OUTSIDE
+        )
+        # Rank of each weight in its group, highest key first (ties by
+        # position), as in `unit_scores`.
+        left, right = keys[..., :, None], keys[..., None, :]
+        earlier = np.tril(np.ones((self.m, self.m), bool), -1)
+        higher = ops.logical_or(
+            ops.greater(right, left), ops.logical_and(ops.equal(right, left), earlier)
+        )
+        rank = ops.sum(ops.cast(higher, "float32"), axis=-1)
+        grown = ops.logical_and(dead, ops.less(rank, lost))
+        new = ops.cast(ops.logical_or(ops.greater(kept_groups, 0.5), grown), "float32")
+        rows = math.prod(int(d) for d in shape) // int(shape[input_axis])
+        new = _from_matrix(ops.reshape(new, (rows, -1)), shape, input_axis)
+        return new, ops.cast(kept, "float32")
+
+    def _groups(self, x, input_axis):
+        matrix = _to_matrix(x, input_axis)
+        return ops.reshape(matrix, (matrix.shape[0], -1, self.m))
 
     def get_config(self):
         return {"n": self.n, "m": self.m}

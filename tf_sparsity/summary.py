@@ -139,14 +139,15 @@ def sparsity_summary(model, print_fn=print):
         layer = node.layer
         path = tree.path_string(node.name_path)
         if is_sparse(layer):
-            kernels = layer.inference_kernels()
             rows.extend(
-                _row(path, layer.layer, name, value, layer.target_sparsity, True)
-                for name, value in kernels.items()
+                _row(path, layer.layer, k.name, k.inference_value(), k.target, True)
+                for k in layer.kernels
             )
         elif kernels_lib.is_supported(layer) and layer.built:
-            for name in kernels_lib.kernel_attributes(layer):
-                rows.append(_row(path, layer, name, getattr(layer, name), None, False))
+            for spec in kernels_lib.kernel_specs(layer):
+                rows.append(
+                    _row(path, layer, spec.name, getattr(layer, spec.attribute), None, False)
+                )
         else:
             for variable in layer._trainable_variables:
                 if len(variable.shape) >= 2:
@@ -168,12 +169,12 @@ def _target_text(row):
     return "-" if row.target is None else f"{row.target:.2%}"
 
 
-def _row(path, layer, attribute, value, target, wrapped, supported=True):
+def _row(path, layer, name, value, target, wrapped, supported=True):
     array = ops.convert_to_numpy(value)
     return LayerSparsity(
         path=path,
         layer_type=type(layer).__name__,
-        kernel=kernels_lib.public_name(attribute),
+        kernel=name,
         shape=tuple(array.shape),
         size=int(array.size),
         nonzero=int(np.count_nonzero(array)),

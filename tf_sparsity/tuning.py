@@ -11,7 +11,7 @@ import dataclasses
 from keras import ops
 
 from tf_sparsity import _validation as validate
-from tf_sparsity.sparsify import sparse_layers
+from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity import summary as summary_lib
 from tf_sparsity.methods import variational_dropout as vd_lib
 
@@ -109,13 +109,12 @@ def set_threshold(model, threshold):
     """
     threshold = validate.number("set_threshold", "threshold", threshold)
     previous = None
-    for _, wrapper in sparse_layers(model):
-        if not isinstance(wrapper.method, vd_lib.VariationalDropout):
+    for kernel in sparse_kernels(model):
+        if not isinstance(kernel.method, vd_lib.VariationalDropout):
             continue
-        for state in wrapper.sparsity_variables.values():
-            if previous is None:
-                previous = float(ops.convert_to_numpy(state["threshold"]))
-            state["threshold"].assign(float(threshold))
+        if previous is None:
+            previous = float(ops.convert_to_numpy(kernel.state.threshold))
+        kernel.state.threshold.assign(float(threshold))
     if previous is None:
         raise ValueError(f"Model '{model.name}' has no VariationalDropout layer.")
     return previous

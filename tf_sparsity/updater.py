@@ -12,9 +12,9 @@ context), so under `tf.distribute` every replica receives the same values.
 
 from keras import ops
 
-from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity import tree
-from tf_sparsity.methods import updates
+from tf_sparsity.sparsify import sparse_kernels
+from tf_sparsity.sparsify import sparse_layers
 
 
 class MaskUpdater:
@@ -27,21 +27,18 @@ class MaskUpdater:
 
     def __init__(self, model):
         self.model = model
-        layers = sparse_layers(model)
-        self.wrappers = [wrapper for _, wrapper in layers]
+        self.wrappers = [wrapper for _, wrapper in sparse_layers(model)]
         self.groups = []
-        for path, wrapper in layers:
-            if not wrapper.method.requires_step_updates:
+        for kernel in sparse_kernels(model):
+            method = kernel.method
+            if not method.requires_step_updates:
                 continue
-            group = next(
-                (g for g in self.groups if g.method == wrapper.method), None
-            )
+            group = next((g for g in self.groups if g.method == method), None)
             if group is None:
-                group = wrapper.method.new_update_group()
+                group = method.new_update_group()
                 group.model = model
                 self.groups.append(group)
-            for attribute in wrapper.kernel_attributes:
-                group.entries.append(updates.KernelEntry(path, wrapper, attribute))
+            group.kernels.append(kernel)
 
     @property
     def has_learned_sparsity(self):

@@ -1,34 +1,85 @@
 """Which layers can be made sparse, and where their kernels live.
 
-Dense, EinsumDense, the convolutions and Embedding keep their kernel in a
-private variable (`_kernel`, `_embeddings`) behind a read-only property that
-every `call()` reads; the transpose, depthwise and separable convolutions keep
-it in a plain attribute. Either way the sparse wrapper rebinds that attribute
-to `kernel * mask` for the duration of one call.
+One table of `KernelSpec`s says, for every supported layer type, which
+attribute holds each sparsifiable kernel and which axis of it the layer's
+call sums over. Dense, EinsumDense, the convolutions and Embedding keep the
+variable in a private attribute (`_kernel`, `_embeddings`) behind a
+read-only property that every `call()` reads; the transpose, depthwise and
+separable convolutions keep it in a plain attribute. Either way the sparse
+wrapper rebinds that attribute to the sparse kernel for the duration of one
+call (`SparseWrapper.call_with_kernels`).
 """
+
+import dataclasses
 
 import keras
 
-# Ordered from most to least specific: the first matching class wins.
-_SUPPORTED = (
-    (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.DepthwiseConv1D, ("kernel",)),
-    (keras.layers.DepthwiseConv2D, ("kernel",)),
-    (keras.layers.Conv1DTranspose, ("kernel",)),
-    (keras.layers.Conv2DTranspose, ("kernel",)),
-    (keras.layers.Conv3DTranspose, ("kernel",)),
-    (keras.layers.Conv1D, ("_kernel",)),
-    (keras.layers.Conv2D, ("_kernel",)),
-    (keras.layers.Conv3D, ("_kernel",)),
-    (keras.layers.EinsumDense, ("_kernel",)),
-    (keras.layers.Dense, ("_kernel",)),
-    (keras.layers.Embedding, ("_embeddings",)),
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    """Where one sparsifiable kernel of a layer type lives.
+
+    Attributes:
+        layer_type: the `keras.layers.Layer` subclass (subclasses of it are
+            covered too).
+        attribute: the attribute of the layer holding the kernel variable
+            (`"_kernel"` for Dense, `"kernel"` for the transpose
+            convolutions).
+        input_axis: the kernel axis the layer's call sums over (what blocks
+            and N:M group along): an int, None (an Embedding's rows are
+            looked up, not summed), or a function `layer -> int or None`
+            where it depends on the layer (EinsumDense's equation).
+    """
+
+    layer_type: type
+    attribute: str
+    input_axis: object = None
+
+    @property
+    def name(self):
+        """The public name (`_kernel` -> `kernel`), used in summaries,
+        mask files and variable names."""
+        return self.attribute.lstrip("_")
+
+    def resolve_input_axis(self, layer):
+        """The non-negative input axis of this kernel of `layer`, or None."""
+        axis = self.input_axis(layer) if callable(self.input_axis) else self.input_axis
+        if axis is None:
+            return None
+        return axis % len(getattr(layer, self.attribute).shape)
+
+
+def _einsum_input_axis(layer):
+    """The last kernel axis EinsumDense's equation contracts with its input."""
+    inputs, output = layer.equation.replace(" ", "").split("->")
+    source, kernel = inputs.split(",")
+    contracted = [i for i, c in enumerate(kernel) if c in source and c not in output]
+    return contracted[-1] if contracted else None
+
+
+# Ordered from most to least specific: the first matching type wins.
+# Transposed convolutions store (..., out, in).
+_BUILT_IN = (
+    KernelSpec(keras.layers.SeparableConv1D, "depthwise_kernel", -2),
+    KernelSpec(keras.layers.SeparableConv1D, "pointwise_kernel", -2),
+    KernelSpec(keras.layers.SeparableConv2D, "depthwise_kernel", -2),
+    KernelSpec(keras.layers.SeparableConv2D, "pointwise_kernel", -2),
+    KernelSpec(keras.layers.DepthwiseConv1D, "kernel", -2),
+    KernelSpec(keras.layers.DepthwiseConv2D, "kernel", -2),
+    KernelSpec(keras.layers.Conv1DTranspose, "kernel", -1),
+    KernelSpec(keras.layers.Conv2DTranspose, "kernel", -1),
+    KernelSpec(keras.layers.Conv3DTranspose, "kernel", -1),
+    KernelSpec(keras.layers.Conv1D, "_kernel", -2),
+    KernelSpec(keras.layers.Conv2D, "_kernel", -2),
+    KernelSpec(keras.layers.Conv3D, "_kernel", -2),
+    KernelSpec(keras.layers.EinsumDense, "_kernel", _einsum_input_axis),
+    KernelSpec(keras.layers.Dense, "_kernel", 0),
+    KernelSpec(keras.layers.Embedding, "_embeddings", None),
 )
 
-
-# Types registered by users; checked before the built-in table.
-_REGISTERED = []
+# Specs of types registered by users, most recent first; checked before the
+# built-in ones.
+_registered = []
 
 
 def register_sparsifiable(layer_class, kernel_attributes, input_axes=None):
@@ -79,80 +130,40 @@ def register_sparsifiable(layer_class, kernel_attributes, input_axes=None):
             f"register_sparsifiable({layer_class.__name__}): `input_axes` must "
             f"map kernel attributes {kernel_attributes} to ints, got {input_axes!r}."
         )
-    _REGISTERED[:] = [e for e in _REGISTERED if e[0] is not layer_class]
-    _REGISTERED.insert(0, (layer_class, kernel_attributes))
-    _REGISTERED_INPUT_AXES[layer_class] = input_axes
+    specs = [
+        KernelSpec(layer_class, attribute, input_axes.get(attribute))
+        for attribute in kernel_attributes
+    ]
+    _registered[:] = specs + [s for s in _registered if s.layer_type is not layer_class]
 
 
-def kernel_attributes(layer):
-    """Names of the attributes holding `layer`'s sparsifiable kernels.
+def all_specs():
+    """Every `KernelSpec`, registered ones first (the lookup order)."""
+    return (*_registered, *_BUILT_IN)
+
+
+def kernel_specs(layer):
+    """The `KernelSpec`s of `layer`'s sparsifiable kernels, in order.
 
     Returns:
-        A tuple of attribute names, or None if the layer type is unsupported.
+        A tuple of specs, or None if the layer type is unsupported.
     """
-    for layer_type, attributes in (*_REGISTERED, *_SUPPORTED):
-        if isinstance(layer, layer_type):
-            return attributes
+    for spec in all_specs():
+        if isinstance(layer, spec.layer_type):
+            return tuple(s for s in all_specs() if s.layer_type is spec.layer_type)
     return None
 
 
-# The input (contraction) axis of each built-in kernel: what structures
-# (blocks, N:M) group along. Transposed convolutions store (..., out, in).
-_INPUT_AXES = (
-    (keras.layers.Conv1DTranspose, -1),
-    (keras.layers.Conv2DTranspose, -1),
-    (keras.layers.Conv3DTranspose, -1),
-    (keras.layers.DepthwiseConv1D, -2),
-    (keras.layers.DepthwiseConv2D, -2),
-    (keras.layers.SeparableConv1D, -2),
-    (keras.layers.SeparableConv2D, -2),
-    (keras.layers.Conv1D, -2),
-    (keras.layers.Conv2D, -2),
-    (keras.layers.Conv3D, -2),
-    (keras.layers.Dense, 0),
-)
-_REGISTERED_INPUT_AXES = {}
-
-
-def input_axis(layer, attribute):
-    """The axis of `layer`'s kernel `attribute` that its call sums over.
-
-    Dense: 0; convolutions: their input-channel axis; EinsumDense: the last
-    kernel axis its equation contracts; Embedding: None (rows are looked up,
-    not summed). For registered types, what `register_sparsifiable` was told.
-
-    Returns:
-        A non-negative axis of the kernel, or None.
-    """
-    ndim = len(getattr(layer, attribute).shape)
-    for layer_type, _ in _REGISTERED:
-        if isinstance(layer, layer_type) and attribute in _REGISTERED_INPUT_AXES[layer_type]:
-            return _REGISTERED_INPUT_AXES[layer_type][attribute] % ndim
-    if isinstance(layer, keras.layers.EinsumDense):
-        axis = _einsum_input_axis(layer.equation)
-    else:
-        axis = next((a for t, a in _INPUT_AXES if isinstance(layer, t)), None)
-    return None if axis is None else axis % ndim
-
-
-def _einsum_input_axis(equation):
-    inputs, output = equation.replace(" ", "").split("->")
-    source, kernel = inputs.split(",")
-    contracted = [i for i, c in enumerate(kernel) if c in source and c not in output]
-    return contracted[-1] if contracted else None
-
-
 def is_supported(layer):
-    return kernel_attributes(layer) is not None
+    return kernel_specs(layer) is not None
 
 
 def supported_types():
-    return tuple(layer_type for layer_type, _ in (*_REGISTERED, *_SUPPORTED))
-
-
-def public_name(attribute):
-    """`_kernel` -> `kernel`: the name users see in summaries and paths."""
-    return attribute.lstrip("_")
+    types = []
+    for spec in all_specs():
+        if spec.layer_type not in types:
+            types.append(spec.layer_type)
+    return tuple(types)
 
 
 def supported_type_names():
@@ -184,7 +195,7 @@ def unsupported_reason(layer):
             "unknown; build the model first (call `model.build(input_shape)` "
             "or run it on a batch)"
         )
-    missing = [a for a in kernel_attributes(layer) if getattr(layer, a, None) is None]
+    missing = [s.attribute for s in kernel_specs(layer) if getattr(layer, s.attribute, None) is None]
     if missing:
         return (
             f"layer '{layer.name}' ({type(layer).__name__}) has no attribute "

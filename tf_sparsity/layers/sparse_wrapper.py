@@ -5,6 +5,7 @@ from keras import ops
 
 from tf_sparsity import methods as methods_lib
 from tf_sparsity.layers import kernels as kernels_lib
+from tf_sparsity.layers.sparse_kernel import SparseKernel
 
 
 @keras.saving.register_keras_serializable(package="tf_sparsity")
@@ -43,9 +44,9 @@ class SparseWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"Layer '{layer.name}' is already sparse (a SparseWrapper)."
             )
-        attributes = kernels_lib.kernel_attributes(layer)
+        specs = kernels_lib.kernel_specs(layer)
         reason = kernels_lib.unsupported_reason(layer)
-        if reason is not None and (attributes is None or layer.built):
+        if reason is not None and (specs is None or layer.built):
             raise ValueError(f"Cannot make layer sparse: {reason}.")
         kwargs.setdefault("name", layer.name)
         kwargs.setdefault("dtype", layer.dtype_policy)
@@ -65,8 +66,8 @@ class SparseWrapper(keras.layers.Wrapper):
                 f"got {target_sparsity!r}."
             )
         self.target_sparsity = target_sparsity
-        self.kernel_attributes = attributes
-        self.sparsity_variables = {}
+        self.kernel_specs = specs
+        self.kernels = ()
         self.supports_masking = getattr(layer, "supports_masking", False)
         # Set by SparsityCallback / update_masks: see `call`.
         self._step_updates_attached = False
@@ -76,22 +77,21 @@ class SparseWrapper(keras.layers.Wrapper):
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
-        state = {}
-        for attribute in self.kernel_attributes:
-            state[attribute] = self.method.build(
-                self, attribute, getattr(self.layer, attribute)
-            )
-        self.sparsity_variables = state
+        kernels = []
+        for spec in self.kernel_specs:
+            kernel = SparseKernel(self, spec)
+            kernel.state = self.method.build(kernel)
+            kernels.append(kernel)
+        #: One `SparseKernel` per sparse weight, in the layer type's order.
+        self.kernels = tuple(kernels)
         self.built = True
 
-    def dense_kernel(self, attribute):
-        """The wrapped layer's raw (dense) kernel variable `attribute`."""
-        return getattr(self.layer, attribute)
-
-    def input_axis(self, attribute):
-        """The axis kernel `attribute` is summed over in the layer's call
-        (what block and N:M structures group along), or None."""
-        return kernels_lib.input_axis(self.layer, attribute)
+    def add_seed_generator(self, seed, name=None):
+        """A `keras.random.SeedGenerator` tracked by this layer, like a
+        variable made with `add_weight` (for a method's per-kernel noise)."""
+        generator = keras.random.SeedGenerator(seed, name=name)
+        self._tracker.track(generator)
+        return generator
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails. Composite layers read
@@ -138,9 +138,15 @@ class SparseWrapper(keras.layers.Wrapper):
     ):
         """Calls the wrapped layer with its kernels temporarily replaced.
 
+        This is the one place where a layer's (Keras-private) kernel
+        attributes are swapped: each is rebound to its tensor with
+        `object.__setattr__` (bypassing Keras's tracking: no new weight)
+        and restored afterwards.
+
         Args:
             inputs: the layer inputs.
-            kernels: dict mapping kernel attribute names to tensors.
+            kernels: dict mapping `SparseKernel`s of this wrapper to the
+                tensors to compute with.
             training: forwarded when the wrapped layer's call accepts it.
             linear: "bias" skips the bias and the activation, "activation"
                 skips only the activation (what local reparameterization
@@ -149,7 +155,7 @@ class SparseWrapper(keras.layers.Wrapper):
         """
         if getattr(self.layer, "_call_has_training_arg", False):
             kwargs["training"] = training
-        replaced = dict(kernels)
+        replaced = {kernel.spec.attribute: value for kernel, value in kernels.items()}
         if linear:
             replaced["activation"] = None
         if linear == "bias":
@@ -160,7 +166,6 @@ class SparseWrapper(keras.layers.Wrapper):
         originals = {name: getattr(self.layer, name) for name in replaced}
         try:
             for name, value in replaced.items():
-                # Bypass Keras's attribute tracking: this is not a new weight.
                 object.__setattr__(self.layer, name, value)
             return self.layer(inputs, **kwargs)
         finally:
@@ -168,13 +173,9 @@ class SparseWrapper(keras.layers.Wrapper):
                 object.__setattr__(self.layer, name, value)
 
     def inference_kernels(self):
-        """Dict of the sparse kernels inference uses (what `strip` keeps)."""
-        return {
-            attribute: self.method.inference_kernel(
-                self, attribute, self.dense_kernel(attribute)
-            )
-            for attribute in self.kernel_attributes
-        }
+        """`{public name: tensor}` of the sparse kernels inference uses (what
+        `strip` folds in), e.g. `{"kernel": ...}`."""
+        return {kernel.name: kernel.inference_value() for kernel in self.kernels}
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

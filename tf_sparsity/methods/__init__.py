@@ -4,6 +4,8 @@ import importlib
 
 from tf_sparsity import method_names
 from tf_sparsity.methods.base import MaskedMethod
+from tf_sparsity.methods.base import MaskState
+from tf_sparsity.methods.dynamic_sparse import DynamicSparseMethod
 from tf_sparsity.methods.base import PruningMethod
 from tf_sparsity.methods.base import RegularizedMethod
 from tf_sparsity.methods.base import SparsityMethod
@@ -16,6 +18,8 @@ from tf_sparsity.methods.set import SET
 from tf_sparsity.methods.variational_dropout import VariationalDropout
 
 __all__ = [
+    "DynamicSparseMethod",
+    "MaskState",
     "FixedMask",
     "L0Regularization",
     "MagnitudePruning",

@@ -1,12 +1,24 @@
-"""The interface every sparsity method implements.
+"""The interfaces every sparsity method implements.
 
-A method decides three things for each kernel of a wrapped layer: which extra
-variables it needs (`build`), which kernel the forward pass uses in training
-and in inference (`training_kernel`, `inference_kernel`, or a whole custom
-`call`), and, for pruning methods, how masks are recomputed as training goes
-(`compute_masks`, run by the mask updater on the steps the schedule chooses).
+A method decides three things for each `SparseKernel` of a wrapped layer:
+its per-kernel state (`build`, returning a typed state object the method
+owns), which kernel the forward pass uses in training and in inference
+(`training_kernel`, `inference_kernel`, or a whole custom `call`), and how
+that state changes as training goes (`new_update_group`, run by the updater
+on the steps `step_schedule` chooses).
+
+Two families share most of that:
+
+- `MaskedMethod`: a 0/1 mask per kernel, moved on a schedule, along the
+  method-independent axes `structure` (`Unstructured`, `Block`, `NM`) and
+  `scope` (per layer or global), by a drop score and an optional grow score.
+  Pruning grows nothing (`PruningMethod`); SET grows at random and RigL by
+  gradient (`DynamicSparseMethod`); `FixedMask` never moves.
+- `RegularizedMethod`: sparsity learned through a penalty added to the loss
+  (variational dropout, L0).
 """
 
+import dataclasses
 import zlib
 
 import keras
@@ -20,12 +32,15 @@ from tf_sparsity._config import ConfigObject
 from tf_sparsity.methods import updates
 
 PACKAGE = "tf_sparsity"
+SCOPES = ("layer", "global")
 
 
 class SparsityMethod(ConfigObject):
     """Base class of sparsity methods.
 
     Subclasses set `name` (the registry key) and override what they need.
+    Every hook takes a `SparseKernel` (`kernel.variable` is the dense
+    variable, `kernel.state` what `build` returned).
     """
 
     name = None
@@ -91,90 +106,94 @@ class SparsityMethod(ConfigObject):
             overrides.setdefault("seed", seed)
         return overrides
 
-    def build(self, wrapper, attribute, kernel):
-        """Creates the per-kernel variables of this method on `wrapper`.
+    def build(self, kernel):
+        """Creates the per-kernel state of this method.
 
         Args:
-            wrapper: the `SparseWrapper` being built.
-            attribute: the kernel's attribute name on the wrapped layer.
-            kernel: the kernel variable.
+            kernel: the `SparseKernel` being built; `kernel.add_weight`
+                creates variables on its wrapper.
 
         Returns:
-            A dict of the variables created, stored by the wrapper.
+            The state object stored as `kernel.state` (None if none).
         """
-        return {}
+        return None
 
-    def training_kernel(self, wrapper, attribute, kernel):
-        """The kernel the forward pass uses when `training=True`."""
-        return self.inference_kernel(wrapper, attribute, kernel)
+    def training_kernel(self, kernel):
+        """The kernel tensor the forward pass uses when `training=True`."""
+        return self.inference_kernel(kernel)
 
-    def inference_kernel(self, wrapper, attribute, kernel):
-        """The (sparse) kernel inference uses; `strip()` folds this in."""
+    def inference_kernel(self, kernel):
+        """The (sparse) kernel tensor inference uses; `strip()` folds it in."""
         raise NotImplementedError
 
     def call(self, wrapper, inputs, training=None, **kwargs):
         """The wrapper's forward pass; by default, swaps in sparse kernels."""
         choose = self.training_kernel if training else self.inference_kernel
-        kernels = {
-            attribute: choose(wrapper, attribute, wrapper.dense_kernel(attribute))
-            for attribute in wrapper.kernel_attributes
-        }
+        kernels = {kernel: choose(kernel) for kernel in wrapper.kernels}
         return wrapper.call_with_kernels(inputs, kernels, training=training, **kwargs)
 
     def get_config(self):
         return {}
 
 
-class MaskedMethod(SparsityMethod):
-    """A method that keeps a 0/1 mask per kernel (`kernel_mask`, ...): the
-    forward pass computes with `kernel * mask`, so pruned weights get a zero
-    gradient and stay exactly zero in the effective kernel. Masks start at
-    ones; `tfs.save_masks`/`tfs.load_masks` move them between models."""
+@dataclasses.dataclass
+class MaskState:
+    """A masked method's state of one kernel.
 
-    def build(self, wrapper, attribute, kernel):
-        mask = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_mask",
-            shape=kernel.shape,
-            dtype=kernel.dtype,
-            initializer="ones",
-            trainable=False,
-            # Masks are written outside the replicas' step; if user code ever
-            # assigns one inside it, the first replica's value wins everywhere.
-            aggregation="only_first_replica",
-        )
-        return {"mask": mask}
-
-    def mask(self, wrapper, attribute):
-        return wrapper.sparsity_variables[attribute]["mask"]
-
-    def inference_kernel(self, wrapper, attribute, kernel):
-        mask = self.mask(wrapper, attribute)
-        return ops.multiply(kernel, ops.cast(mask, kernel.dtype))
-
-
-
-class PruningMethod(MaskedMethod):
-    """A method that keeps a 0/1 mask per kernel, recomputed on a schedule.
-
-    The forward pass computes with `kernel * mask`, so pruned weights get a
-    zero gradient and stay exactly zero in the effective kernel. Subclasses
-    define `scores`: at each update the lowest-scoring weights are pruned.
-
-    Args:
-        schedule: a `SparsitySchedule` (e.g. `tfs.PolynomialDecay`).
-        scope: "layer" prunes each kernel to its own target; "global" ranks
-            all sparsified kernels together and prunes the same total number
-            of weights wherever the scores are lowest.
-        structure: which weights are pruned together: `tfs.Unstructured()`
-            (default), `tfs.Block((rows, cols))` or `tfs.NM(n, m)` (see
-            `tf_sparsity/structures.py`); counts and targets are then in
-            blocks.
+    Attributes:
+        mask: the 0/1 mask variable (dtype of the kernel).
+        gradient: for methods that read gradients (`needs_gradient`), a
+            kernel-shaped variable holding the loss's gradient with respect
+            to the effective kernel at the last training step; else None.
     """
 
-    def __init__(self, schedule, scope="layer", structure=None):
+    mask: object
+    gradient: object = None
+
+
+class MaskedMethod(SparsityMethod):
+    """A method that keeps a 0/1 mask per kernel and moves it on a schedule.
+
+    The forward pass computes with `kernel * mask`, so masked weights get a
+    zero gradient and stay exactly zero in the effective kernel. Masks start
+    at ones; `tfs.save_masks`/`tfs.load_masks` move them between models.
+
+    Every masked method has the same axes: a `schedule` (when updates
+    happen, and how much is masked), a `structure` (which weights are masked
+    together), a `scope` (each kernel on its own, or one ranking over all),
+    a drop score (`drop_scores`: the lowest active units are removed) and an
+    optional grow score (`grow_scores`: the highest inactive units are
+    added; None grows nothing).
+
+    Gradients are a capability of the base: a method that sets
+    `needs_gradient = True` gets, for every kernel, the dense gradient of
+    the loss with respect to the effective kernel (masked positions
+    included) at each training step, with no second backward pass, through
+    `gradient(kernel)`. A zero-valued variable is added to the forward pass
+    as `g - stop_gradient(g)` (no change in value) and marked
+    `overwrite_with_gradient`, so the optimizer stores the step's gradient
+    in it instead of updating it. Under `tf.distribute` it is averaged over
+    replicas. It costs one kernel-sized variable and, on several devices,
+    one more kernel-sized all-reduce per step. Under a `LossScaleOptimizer`
+    it holds the loss-scaled gradient (Keras unscales only the gradients it
+    applies), which ranks the weights of a kernel the same way.
+
+    Args:
+        schedule: a `SparsitySchedule`, or None for masks that never change.
+        structure: `tfs.Unstructured()` (default), `tfs.Block((rows, cols))`
+            or `tfs.NM(n, m)` (see `tf_sparsity/structures.py`); counts and
+            targets are then in blocks (N:M: weights, n kept per group).
+        scope: "layer": each kernel to its own target; "global": one
+            ranking over all of the method's kernels.
+    """
+
+    #: Whether `gradient(kernel)` is needed (see the class docstring).
+    needs_gradient = False
+
+    def __init__(self, schedule=None, structure=None, scope="layer"):
         owner = type(self).__name__
-        self.schedule = schedules_lib.get(schedule)
-        self.scope = validate.choice(owner, "scope", scope, ("layer", "global"))
+        self.schedule = None if schedule is None else schedules_lib.get(schedule)
+        self.scope = validate.choice(owner, "scope", scope, SCOPES)
         self.structure = structures_lib.get(structure)
         if self.scope == "global" and not self.structure.supports_global_scope:
             raise ValueError(
@@ -182,32 +201,161 @@ class PruningMethod(MaskedMethod):
                 'scope="global" (one ranking over all kernels) does not apply.'
             )
         fixed = self.structure.fixed_sparsity
-        if fixed is not None and abs(self.schedule.final_sparsity - fixed) > 1e-6:
+        if (
+            fixed is not None
+            and self.schedule is not None
+            and abs(self.schedule.final_sparsity - fixed) > 1e-6
+        ):
             raise ValueError(
                 f"{owner}: {self.structure!r} fixes every kernel at sparsity "
-                f"{fixed:g}, but the schedule ends at "
-                f"{self.schedule.final_sparsity:g}; use final_sparsity={fixed:g}."
+                f"{fixed:g}, but the target is {self.schedule.final_sparsity:g}; "
+                f"use {fixed:g}."
             )
 
     @property
     def final_sparsity(self):
-        return self.schedule.final_sparsity
+        return None if self.schedule is None else self.schedule.final_sparsity
 
     @property
     def step_schedule(self):
         return self.schedule
 
+    def build(self, kernel):
+        self.structure.check(
+            f"layer '{kernel.layer.name}' ({kernel.name})",
+            kernel.shape,
+            kernel.input_axis,
+            kernel.target,
+        )
+        variable = kernel.variable
+        mask = kernel.add_weight(
+            "mask",
+            shape=variable.shape,
+            dtype=variable.dtype,
+            initializer="ones",
+            trainable=False,
+            # Masks are written outside the replicas' step; if user code ever
+            # assigns one inside it, the first replica's value wins everywhere.
+            aggregation="only_first_replica",
+        )
+        gradient = None
+        if self.needs_gradient:
+            gradient = kernel.add_weight(
+                "dense_grad",
+                shape=variable.shape,
+                dtype=variable.dtype,
+                initializer="zeros",
+                trainable=True,
+                aggregation="mean",
+            )
+            gradient.overwrite_with_gradient = True
+        return MaskState(mask=mask, gradient=gradient)
+
+    def inference_kernel(self, kernel):
+        variable = kernel.variable
+        return ops.multiply(variable, ops.cast(kernel.state.mask, variable.dtype))
+
+    def training_kernel(self, kernel):
+        sparse = self.inference_kernel(kernel)
+        if kernel.state.gradient is None:
+            return sparse
+        probe = ops.convert_to_tensor(kernel.state.gradient)
+        # Zero in value; its gradient is the loss's gradient w.r.t. the
+        # effective kernel at every position.
+        return sparse + ops.cast(probe - ops.stop_gradient(probe), sparse.dtype)
+
+    def gradient(self, kernel):
+        """The dense gradient recorded at the last training step (needs
+        `needs_gradient = True`)."""
+        if kernel.state.gradient is None:
+            raise ValueError(
+                f"{type(self).__name__} does not record gradients; set "
+                "`needs_gradient = True` on the method class to read them."
+            )
+        return ops.convert_to_tensor(kernel.state.gradient)
+
+    def drop_scores(self, kernel, mask, seed):
+        """Per-weight scores: the lowest active weights are dropped first.
+
+        Magnitude by default. Runs inside the compiled mask update.
+
+        Args:
+            kernel: the raw kernel values, float32.
+            mask: its current 0/1 mask, float32.
+            seed: the kernel's stable int seed (`SparseKernel.seed`), for
+                methods that draw randomness.
+        """
+        return ops.abs(kernel)
+
+    def grow_scores(self, kernel, step):
+        """Per-weight scores of the update at `step`: the highest inactive
+        weights are grown. None (the default): nothing grows.
+
+        Args:
+            kernel: the `SparseKernel`.
+            step: the training step of the update.
+        """
+        return None
+
+    def check_optimizer(self, optimizer):
+        """Raises if the model's optimizer (None before compiling) cannot
+        train this method correctly; checked before every update."""
+        if self.needs_gradient and getattr(optimizer, "gradient_accumulation_steps", None):
+            raise ValueError(
+                f"{type(self).__name__} cannot read the dense gradient with "
+                f"optimizer '{optimizer.name}' (gradient_accumulation_steps="
+                f"{optimizer.gradient_accumulation_steps}): Keras then stores "
+                "an elementwise running maximum in `overwrite_with_gradient` "
+                "variables instead of the gradient. Train without gradient "
+                "accumulation."
+            )
+
+    def axes_config(self):
+        """The config entries of the shared axes that differ from their
+        defaults (structure, scope)."""
+        config = {}
+        if not isinstance(self.structure, structures_lib.Unstructured):
+            config["structure"] = keras.saving.serialize_keras_object(self.structure)
+        if self.scope != "layer":
+            config["scope"] = self.scope
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "schedule" in config:
+            config["schedule"] = schedules_lib.get(config["schedule"])
+        if "structure" in config:
+            config["structure"] = structures_lib.get(config["structure"])
+        return cls(**config)
+
+    def get_config(self):
+        return self.axes_config()
+
+
+class PruningMethod(MaskedMethod):
+    """A masked method whose masks only lose weights, on a schedule.
+
+    At each update the lowest-scoring weights (`drop_scores`) are pruned
+    until the schedule's sparsity is reached; nothing grows back.
+
+    Args:
+        schedule: a `SparsitySchedule` (e.g. `tfs.PolynomialDecay`).
+        scope: "layer" prunes each kernel to its own target; "global" ranks
+            all sparsified kernels together and prunes the same total number
+            of weights wherever the scores are lowest.
+        structure: which weights are pruned together: `tfs.Unstructured()`
+            (default), `tfs.Block((rows, cols))` or `tfs.NM(n, m)`.
+    """
+
+    #: Whether pruned weights always rank below live ones (permanent masks).
+    permanent_masks = True
+
+    def __init__(self, schedule, scope="layer", structure=None):
+        super().__init__(schedule, structure=structure, scope=scope)
+
     def new_update_group(self):
         return updates.MaskUpdate(self)
-
-    def build(self, wrapper, attribute, kernel):
-        self.structure.check(
-            f"layer '{wrapper.layer.name}' ({attribute.lstrip('_')})",
-            kernel.shape,
-            wrapper.input_axis(attribute),
-            wrapper.target_sparsity,
-        )
-        return super().build(wrapper, attribute, kernel)
 
     @classmethod
     def recipe(
@@ -231,16 +379,6 @@ class PruningMethod(MaskedMethod):
         )
         return cls(schedule, **cls._seeded(overrides, seed))
 
-    def scores(self, kernel, mask, seed):
-        """Per-weight scores; the lowest are pruned at the next update.
-
-        Args:
-            kernel: the raw kernel tensor.
-            mask: its current 0/1 mask.
-            seed: a per-kernel int, stable across runs, for random methods.
-        """
-        raise NotImplementedError
-
     def compute_masks(self, kernels, masks, counts, seeds, input_axes):
         """New masks for a group of kernels (pure; compiled with XLA).
 
@@ -256,12 +394,13 @@ class PruningMethod(MaskedMethod):
             List of new masks, dtype of the current masks.
         """
         structure = self.structure
-        scores = [
-            structure.unit_scores(
-                self.scores(ops.cast(k, "float32"), ops.cast(m, "float32"), s), axis
-            )
-            for k, m, s, axis in zip(kernels, masks, seeds, input_axes)
-        ]
+        scores = []
+        for kernel, mask, seed, axis in zip(kernels, masks, seeds, input_axes):
+            mask = ops.cast(mask, "float32")
+            weight_scores = self.drop_scores(ops.cast(kernel, "float32"), mask, seed)
+            if self.permanent_masks:
+                weight_scores = pruned_first(weight_scores, mask)
+            scores.append(structure.unit_scores(weight_scores, axis))
         if self.scope == "global":
             kept = mask_ops.prune_lowest_jointly(scores, ops.sum(counts))
         else:
@@ -272,21 +411,11 @@ class PruningMethod(MaskedMethod):
         ]
 
     def get_config(self):
-        config = {
+        return {
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "scope": self.scope,
+            **{k: v for k, v in self.axes_config().items() if k != "scope"},
         }
-        if not isinstance(self.structure, structures_lib.Unstructured):
-            config["structure"] = keras.saving.serialize_keras_object(self.structure)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["schedule"] = schedules_lib.get(config["schedule"])
-        if "structure" in config:
-            config["structure"] = structures_lib.get(config["structure"])
-        return cls(**config)
 
 
 def pruned_first(scores, mask):
@@ -296,6 +425,19 @@ def pruned_first(scores, mask):
     weights pruned before are always among those pruned again.
     """
     return ops.where(ops.greater(mask, 0.5), scores, -1.0)
+
+
+@dataclasses.dataclass
+class PenaltyState:
+    """A regularized method's state of one kernel.
+
+    Attributes:
+        penalty_scale: scalar variable, the ramp's current value.
+        seed_generator: the kernel's noise `SeedGenerator`.
+    """
+
+    penalty_scale: object
+    seed_generator: object
 
 
 class RegularizedMethod(SparsityMethod):
@@ -319,6 +461,8 @@ class RegularizedMethod(SparsityMethod):
     # and `recipe_defaults` are further constructor defaults.
     default_weight_factor = 1.0
     recipe_defaults = {}
+    #: The state class `build` fills (subclasses extend `PenaltyState`).
+    state_class = PenaltyState
 
     def __init__(self, weight, ramp=None, seed=None):
         owner = type(self).__name__
@@ -380,42 +524,46 @@ class RegularizedMethod(SparsityMethod):
             overrides.setdefault(name, value)
         return cls(**cls._seeded(overrides, seed))
 
-    def build(self, wrapper, attribute, kernel):
-        scale = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_penalty_scale",
+    def build(self, kernel):
+        return self.state_class(**self.build_state(kernel))
+
+    def build_state(self, kernel):
+        """The fields of this method's state for `kernel` (a dict;
+        subclasses add theirs to `super().build_state(kernel)`)."""
+        scale = kernel.add_weight(
+            "penalty_scale",
             shape=(),
             initializer=keras.initializers.Constant(self.ramp.value(0)),
             trainable=False,
             aggregation="only_first_replica",
         )
         # Seeded per kernel path, so that each kernel's noise is independent.
-        generator = keras.random.SeedGenerator(self.kernel_seed(kernel))
+        generator = kernel.add_seed_generator(self.kernel_seed(kernel))
         return {"penalty_scale": scale, "seed_generator": generator}
 
     def kernel_seed(self, kernel):
         """A seed for this kernel, from `seed` and the kernel's variable path."""
-        return (self.seed + zlib.crc32(kernel.path.encode())) % (2**31 - 1)
+        return (self.seed + zlib.crc32(kernel.variable.path.encode())) % (2**31 - 1)
 
-    def penalty(self, wrapper, attribute, kernel):
+    def penalty(self, kernel):
         """The penalty of one kernel before `weight` (a float32 scalar)."""
         raise NotImplementedError
 
-    def extra_penalty(self, wrapper, attribute, kernel):
+    def extra_penalty(self, kernel):
         """Terms with their own weights (e.g. weight decay), or None."""
         return None
 
-    def add_penalty(self, wrapper, attribute, kernel):
-        state = wrapper.sparsity_variables[attribute]
-        total = self.weight * ops.cast(self.penalty(wrapper, attribute, kernel), "float32")
-        extra = self.extra_penalty(wrapper, attribute, kernel)
+    def add_penalty(self, kernel):
+        total = self.weight * ops.cast(self.penalty(kernel), "float32")
+        extra = self.extra_penalty(kernel)
         if extra is not None:
             total = total + extra
-        wrapper.add_loss(ops.cast(state["penalty_scale"], "float32") * total)
+        kernel.wrapper.add_loss(ops.cast(kernel.state.penalty_scale, "float32") * total)
 
     def call(self, wrapper, inputs, training=None, **kwargs):
         if training:
-            for attribute in wrapper.kernel_attributes:
-                self.add_penalty(wrapper, attribute, wrapper.dense_kernel(attribute))
+            for kernel in wrapper.kernels:
+                self.add_penalty(kernel)
         return super().call(wrapper, inputs, training=training, **kwargs)
 
     def get_config(self):

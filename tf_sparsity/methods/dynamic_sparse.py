@@ -2,11 +2,12 @@
 
 The base of SET (Mocanu et al., 2018) and RigL (Evci et al., 2020). Each
 kernel starts with a random mask at its target sparsity. Every
-`update_frequency` steps until `end_step`, it drops the `drop_fraction(t)`
-of its active weights with the smallest magnitude and grows as many
-inactive ones (the subclass chooses which), so the sparsity never changes.
-Grown weights start at zero and their optimizer moments are reset; dropped
-weights are zeroed.
+`update_frequency` steps up to `end_step`, it drops the `drop_fraction(t)`
+of its live units with the lowest drop score (magnitude) and grows as many
+dead ones (the subclass's grow score chooses which), so the sparsity never
+changes. Grown weights start at zero and their optimizer moments are reset;
+dropped weights are zeroed. Units follow the method's `structure`: weights,
+blocks (`Block`), or weights with `n` kept in every group of `m` (`NM`).
 """
 
 import math
@@ -18,37 +19,11 @@ from keras import ops
 from tf_sparsity import _backend
 from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
+from tf_sparsity import schedules as schedules_lib
 from tf_sparsity.methods import base
 from tf_sparsity.methods import updates
-from tf_sparsity.schedules import ConstantSparsity
 
 DECAYS = ("cosine", "constant")
-# A score above (or below) every real one: keeps a weight out of a selection.
-_OUTSIDE = float(np.finfo("float32").max)
-
-
-class DropSchedule(ConstantSparsity):
-    """Updates every `update_frequency` steps from step `update_frequency`
-    on, none at or after `end_step` (None: no end); the sparsity is
-    constant.
-
-    Args:
-        sparsity: the target, reported to logs.
-        update_frequency: steps between updates.
-        end_step: the step updates stop at, or None.
-    """
-
-    def __init__(self, sparsity, update_frequency, end_step=None):
-        super().__init__(sparsity, begin_step=update_frequency, frequency=update_frequency)
-        self.stop_step = end_step
-
-    def last_update_step(self, step):
-        if self.stop_step is not None:
-            step = min(step, self.stop_step - 1)
-        return super().last_update_step(step)
-
-    def get_config(self):
-        return {**super().get_config(), "stop_step": self.stop_step}
 
 
 class DynamicSparseMethod(base.MaskedMethod):
@@ -56,15 +31,24 @@ class DynamicSparseMethod(base.MaskedMethod):
 
     Args:
         sparsity: the target sparsity, held from step 0 to the end.
-        update_frequency: steps between drop-and-grow updates.
-        drop_fraction: fraction of each kernel's active weights moved at an
+        update_frequency: steps between drop-and-grow updates (the first at
+            step `update_frequency`).
+        drop_fraction: fraction of each kernel's live units moved at an
             update, before decay.
         drop_fraction_decay: "cosine" (to 0 at `end_step`, as the reference
             implementation) or "constant".
-        end_step: the last updates come before this step; None: updates
-            go on for the whole run (then the decay must be "constant").
+        end_step: the schedule's last step: updates happen up to and
+            including it (with the cosine decay the fraction is 0 there);
+            None: updates go on for the whole run (then the decay must be
+            "constant").
         seed: int seed of the initial masks and of random growth; None
             draws one (recorded in the config).
+        structure: `tfs.Unstructured()` (default), `tfs.Block((rows, cols))`
+            (blocks move as units) or `tfs.NM(n, m)` (each group keeps `n`;
+            the sparsity must be `1 - n/m`).
+        scope: "layer" (each kernel moves its own fraction) or "global"
+            (one drop and one grow ranking over all kernels: per-layer
+            sparsities can change, the total cannot).
     """
 
     uses_seed = True
@@ -77,6 +61,8 @@ class DynamicSparseMethod(base.MaskedMethod):
         drop_fraction_decay="cosine",
         end_step=None,
         seed=None,
+        structure=None,
+        scope="layer",
     ):
         owner = type(self).__name__
         self.sparsity = validate.sparsity(owner, "sparsity", sparsity)
@@ -85,6 +71,12 @@ class DynamicSparseMethod(base.MaskedMethod):
         self.drop_fraction_decay = validate.choice(owner, "drop_fraction_decay", drop_fraction_decay, DECAYS)
         if end_step is not None:
             end_step = validate.integer(owner, "end_step", end_step, minimum=1)
+            if end_step < self.update_frequency:
+                raise ValueError(
+                    f"{owner}: end_step ({end_step}) comes before the first "
+                    f"update (step update_frequency={self.update_frequency}), "
+                    "so no connection would ever move."
+                )
         elif self.drop_fraction_decay == "cosine":
             raise ValueError(
                 f"{owner}: the cosine decay of the drop fraction reaches 0 at "
@@ -93,20 +85,19 @@ class DynamicSparseMethod(base.MaskedMethod):
             )
         self.end_step = end_step
         self.seed = validate.seed_or_draw(owner, seed)
-
-    @property
-    def final_sparsity(self):
-        return self.sparsity
-
-    @property
-    def step_schedule(self):
-        return DropSchedule(self.sparsity, self.update_frequency, self.end_step)
+        schedule = schedules_lib.ConstantSparsity(
+            self.sparsity,
+            begin_step=self.update_frequency,
+            end_step=end_step,
+            frequency=self.update_frequency,
+        )
+        super().__init__(schedule, structure=structure, scope=scope)
 
     def new_update_group(self):
         return DropAndGrowUpdate(self)
 
     def fraction_at(self, step):
-        """The fraction of active weights moved at `step`."""
+        """The fraction of live units moved at `step`."""
         if self.drop_fraction_decay == "constant":
             return self.drop_fraction
         progress = min(max(step / self.end_step, 0.0), 1.0)
@@ -129,32 +120,55 @@ class DynamicSparseMethod(base.MaskedMethod):
         overrides.setdefault("end_step", end)
         return cls(target_sparsity, **cls._seeded(overrides, seed))
 
-    def build(self, wrapper, attribute, kernel):
-        state = super().build(wrapper, attribute, kernel)
-        target = wrapper.target_sparsity if wrapper.target_sparsity is not None else self.sparsity
-        state["mask"].assign(self.initial_mask(kernel, target))
+    def build(self, kernel):
+        state = super().build(kernel)
+        target = kernel.target if kernel.target is not None else self.sparsity
+        state.mask.assign(self.initial_mask(kernel, target))
         return state
 
     def initial_mask(self, kernel, target):
-        """A random 0/1 mask with exactly `target` of the weights pruned,
+        """A random 0/1 mask with exactly `target` of the units pruned,
         seeded by `seed` and the kernel's path (same on every replica)."""
-        size = int(np.prod(kernel.shape))
         # The path without the model's own (auto-numbered) name, so that two
         # builds of one model get the same masks.
-        path = kernel.path.split("/", 1)[-1]
+        path = kernel.variable.path.split("/", 1)[-1]
         rng = np.random.default_rng([self.seed, zlib.crc32(path.encode())])
-        mask = np.ones(size, kernel.dtype)
-        mask[rng.permutation(size)[: mask_ops.num_to_prune(target, size)]] = 0
-        return mask.reshape(kernel.shape)
+        priorities = rng.random(kernel.shape, dtype=np.float32)
+        structure, axis = self.structure, kernel.input_axis
+        units = structure.num_units(kernel.shape, axis)
+        kept = mask_ops.prune_lowest(
+            structure.unit_scores(ops.convert_to_tensor(priorities), axis),
+            mask_ops.num_to_prune(target, units),
+        )
+        mask = structure.expand(kept, kernel.shape, axis)
+        return ops.convert_to_numpy(mask).astype(kernel.variable.dtype)
 
-    def growth_scores(self, entry, step):
-        """Per-weight scores of the update at `step`; the highest inactive
-        ones are grown (a tensor shaped like the kernel)."""
-        raise NotImplementedError
+    def move_masks(self, kernels, masks, grow_scores, counts, seeds, input_axes):
+        """New masks of a group of kernels (pure; compiled with XLA).
 
-    def check_optimizer(self, optimizer):
-        """Raises if the model's optimizer (None if not compiled) cannot
-        train this method correctly; checked before every update."""
+        Args:
+            kernels: list of kernel tensors.
+            masks: list of their current masks.
+            grow_scores: list of per-weight grow scores.
+            counts: int32 tensor, units moved in each kernel (global
+                scope: its sum is moved over all kernels).
+            seeds: list of Python ints, one per kernel.
+            input_axes: list of each kernel's input axis (or None).
+
+        Returns:
+            A list of `(new_mask, kept)` float32 pairs.
+        """
+        structure = self.structure
+        drops = [
+            self.drop_scores(ops.cast(k, "float32"), ops.cast(m, "float32"), s)
+            for k, m, s in zip(kernels, masks, seeds)
+        ]
+        if self.scope == "global":
+            return structure.move_jointly(masks, drops, grow_scores, ops.sum(counts), input_axes)
+        return [
+            structure.move(m, d, g, counts[i], axis)
+            for i, (m, d, g, axis) in enumerate(zip(masks, drops, grow_scores, input_axes))
+        ]
 
     def get_config(self):
         return {
@@ -164,25 +178,8 @@ class DynamicSparseMethod(base.MaskedMethod):
             "drop_fraction_decay": self.drop_fraction_decay,
             "end_step": self.end_step,
             "seed": self.seed,
+            **self.axes_config(),
         }
-
-
-def drop_and_grow(kernel, mask, growth_scores, num_moved):
-    """The new mask: `num_moved` active weights of smallest |kernel| dropped,
-    `num_moved` inactive ones of highest `growth_scores` grown (just-dropped
-    ones included, as in the reference implementation). Exact counts, ties
-    broken by position.
-
-    Returns:
-        `(new_mask, kept)`: float32 0/1 tensors; `kept` marks the active
-        weights that were not dropped (the only ones that keep their value).
-    """
-    active = ops.greater(ops.cast(mask, "float32"), 0.5)
-    drop_keys = ops.where(active, ops.abs(ops.cast(kernel, "float32")), _OUTSIDE)
-    after_drop = ops.logical_and(active, ops.greater(mask_ops.prune_lowest(drop_keys, num_moved), 0.5))
-    grow_keys = ops.where(after_drop, _OUTSIDE, -ops.cast(growth_scores, "float32"))
-    grown = ops.less(mask_ops.prune_lowest(grow_keys, num_moved), 0.5)
-    return ops.cast(ops.logical_or(after_drop, grown), "float32"), ops.cast(after_drop, "float32")
 
 
 class DropAndGrowUpdate(updates.UpdateGroup):
@@ -192,35 +189,49 @@ class DropAndGrowUpdate(updates.UpdateGroup):
         super().__init__(method)
         self._compiled = None
 
+    def move_counts(self, step, masks):
+        """Units moved in each kernel at `step` (global scope: the total
+        over all kernels, in the first entry)."""
+        method = self.method
+        fraction = method.fraction_at(step)
+        live = [
+            method.structure.count_active(mask, kernel.input_axis)
+            for kernel, mask in zip(self.kernels, masks)
+        ]
+        if method.scope == "global":
+            return [mask_ops.num_to_prune(fraction, sum(live))] + [0] * (len(live) - 1)
+        return [mask_ops.num_to_prune(fraction, count) for count in live]
+
     def update(self, step):
+        method = self.method
         if self._compiled is None:
+            seeds = [kernel.seed for kernel in self.kernels]
+            axes = [kernel.input_axis for kernel in self.kernels]
             self._compiled = _backend.jit_compile(
-                lambda kernels, masks, scores, counts: [
-                    drop_and_grow(k, m, s, counts[i])
-                    for i, (k, m, s) in enumerate(zip(kernels, masks, scores))
-                ]
+                lambda kernels, masks, grows, counts: method.move_masks(
+                    kernels, masks, grows, counts, seeds, axes
+                )
             )
-        self.method.check_optimizer(training_optimizer(self.model))
-        fraction = self.method.fraction_at(step)
-        old_masks = [ops.convert_to_numpy(e.state("mask")) for e in self.entries]
-        counts = [mask_ops.num_to_prune(fraction, int(m.sum())) for m in old_masks]
+        method.check_optimizer(training_optimizer(self.model))
+        masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
+        counts = self.move_counts(step, masks)
         if not any(counts):
             return
         results = self._compiled(
-            [ops.convert_to_tensor(e.kernel) for e in self.entries],
-            [ops.convert_to_tensor(m) for m in old_masks],
-            [self.method.growth_scores(e, step) for e in self.entries],
+            [ops.convert_to_tensor(k.variable) for k in self.kernels],
+            masks,
+            [ops.cast(method.grow_scores(k, step), "float32") for k in self.kernels],
             ops.convert_to_tensor(np.asarray(counts, "int32")),
         )
         slots = optimizer_slots(self.model)
-        for entry, (new, kept) in zip(self.entries, results):
-            mask = entry.state("mask")
+        for kernel, (new, kept) in zip(self.kernels, results):
+            mask = kernel.state.mask
             mask.assign(ops.cast(new, mask.dtype))
             # Dropped weights are zeroed and grown ones (a just-dropped one
             # regrown too) start at zero, their optimizer moments too.
-            kernel = entry.kernel
-            for variable in (kernel, *slots.get(id(kernel), ())):
-                variable.assign(ops.multiply(variable, ops.cast(kept, variable.dtype)))
+            variable = kernel.variable
+            for target in (variable, *slots.get(id(variable), ())):
+                target.assign(ops.multiply(target, ops.cast(kept, target.dtype)))
 
 
 def training_optimizer(model):

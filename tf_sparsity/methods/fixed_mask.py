@@ -19,6 +19,9 @@ class FixedMask(base.MaskedMethod):
 
     name = "fixed_mask"
 
+    def __init__(self):
+        super().__init__(schedule=None)
+
     @classmethod
     def recipe(
         cls, target_sparsity, total_steps, num_examples=None, seed=None, **overrides

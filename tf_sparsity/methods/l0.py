@@ -1,5 +1,6 @@
 """L0 regularization with hard concrete gates (Louizos, Welling & Kingma, 2017)."""
 
+import dataclasses
 import math
 
 import keras
@@ -45,6 +46,17 @@ def sample_gates(log_alpha, seed, beta=BETA):
     return ops.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
+@dataclasses.dataclass
+class L0State(base.PenaltyState):
+    """L0 regularization's state of one kernel: the penalty's, plus
+
+    Attributes:
+        log_alpha: the gate parameters divided by `gate_lr_multiplier`.
+    """
+
+    log_alpha: object = None
+
+
 @keras.saving.register_keras_serializable(package=base.PACKAGE)
 class L0Regularization(base.RegularizedMethod):
     """L0 regularization: every weight multiplied by a learned hard concrete gate.
@@ -75,6 +87,7 @@ class L0Regularization(base.RegularizedMethod):
 
     name = "l0"
     weight_name = "l0_weight"
+    state_class = L0State
     # `recipe`: 1 / N, with gates moving 10x faster so short runs prune.
     default_weight_factor = 1.0
     recipe_defaults = {"gate_lr_multiplier": 10.0}
@@ -102,12 +115,12 @@ class L0Regularization(base.RegularizedMethod):
     def l0_weight(self):
         return self.weight
 
-    def build(self, wrapper, attribute, kernel):
-        state = super().build(wrapper, attribute, kernel)
+    def build_state(self, kernel):
+        state = super().build_state(kernel)
         scale = self.gate_lr_multiplier
-        state["log_alpha"] = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_log_alpha",
-            shape=kernel.shape,
+        state["log_alpha"] = kernel.add_weight(
+            "log_alpha",
+            shape=kernel.variable.shape,
             dtype="float32",
             initializer=keras.initializers.RandomNormal(
                 self.log_alpha_init / scale, 0.01 / scale, seed=self.kernel_seed(kernel)
@@ -116,27 +129,28 @@ class L0Regularization(base.RegularizedMethod):
         )
         return state
 
-    def log_alpha(self, wrapper, attribute):
-        return ops.convert_to_tensor(wrapper.sparsity_variables[attribute]["log_alpha"]) * self.gate_lr_multiplier
+    def log_alpha(self, kernel):
+        return ops.convert_to_tensor(kernel.state.log_alpha) * self.gate_lr_multiplier
 
-    def training_kernel(self, wrapper, attribute, kernel):
-        state = wrapper.sparsity_variables[attribute]
-        gates = sample_gates(self.log_alpha(wrapper, attribute), state["seed_generator"], self.beta)
-        return kernel * ops.cast(gates, kernel.dtype)
+    def training_kernel(self, kernel):
+        gates = sample_gates(self.log_alpha(kernel), kernel.state.seed_generator, self.beta)
+        theta = kernel.variable
+        return theta * ops.cast(gates, theta.dtype)
 
-    def inference_kernel(self, wrapper, attribute, kernel):
-        gates = deterministic_gates(self.log_alpha(wrapper, attribute))
-        return kernel * ops.cast(gates, kernel.dtype)
+    def inference_kernel(self, kernel):
+        gates = deterministic_gates(self.log_alpha(kernel))
+        theta = kernel.variable
+        return theta * ops.cast(gates, theta.dtype)
 
-    def penalty(self, wrapper, attribute, kernel):
-        return ops.sum(expected_nonzero(self.log_alpha(wrapper, attribute), self.beta))
+    def penalty(self, kernel):
+        return ops.sum(expected_nonzero(self.log_alpha(kernel), self.beta))
 
-    def extra_penalty(self, wrapper, attribute, kernel):
+    def extra_penalty(self, kernel):
         if not self.weight_decay:
             return None
-        p_nonzero = expected_nonzero(self.log_alpha(wrapper, attribute), self.beta)
+        p_nonzero = expected_nonzero(self.log_alpha(kernel), self.beta)
         # Louizos et al.: the L2 term weighted by each gate's keep probability.
-        theta = ops.cast(kernel, "float32")
+        theta = ops.cast(kernel.variable, "float32")
         return 0.5 * self.weight_decay * ops.sum(p_nonzero * ops.square(theta))
 
     def get_config(self):

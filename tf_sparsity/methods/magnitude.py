@@ -33,20 +33,19 @@ class MagnitudePruning(base.PruningMethod):
         super().__init__(schedule, scope=scope, structure=structure)
         self.regrowth = validate.boolean("MagnitudePruning", "regrowth", regrowth)
 
-    def training_kernel(self, wrapper, attribute, kernel):
-        sparse = self.inference_kernel(wrapper, attribute, kernel)
+    @property
+    def permanent_masks(self):
+        return not self.regrowth
+
+    def training_kernel(self, kernel):
+        sparse = super().training_kernel(kernel)
         if not self.regrowth:
             return sparse
         # Same value as kernel * mask, but gradients reach pruned weights too.
-        dense = ops.convert_to_tensor(kernel)
+        dense = ops.convert_to_tensor(kernel.variable)
         return sparse + (dense - ops.stop_gradient(dense)) * ops.cast(
-            1.0 - self.mask(wrapper, attribute), dense.dtype
+            1.0 - kernel.state.mask, dense.dtype
         )
-
-    def scores(self, kernel, mask, seed):
-        if self.regrowth:
-            return ops.abs(kernel)
-        return base.pruned_first(ops.abs(kernel), mask)
 
     def get_config(self):
         return {**super().get_config(), "regrowth": self.regrowth}

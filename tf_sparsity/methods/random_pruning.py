@@ -32,11 +32,8 @@ class RandomPruning(base.PruningMethod):
         super().__init__(schedule, scope=scope, structure=structure)
         self.seed = validate.seed_or_draw("RandomPruning", seed)
 
-    def scores(self, kernel, mask, seed):
-        priority = keras.random.uniform(
-            kernel.shape, seed=(self.seed + seed) % (2**31 - 1)
-        )
-        return base.pruned_first(priority, mask)
+    def drop_scores(self, kernel, mask, seed):
+        return keras.random.uniform(kernel.shape, seed=(self.seed + seed) % (2**31 - 1))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}

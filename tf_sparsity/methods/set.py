@@ -16,11 +16,12 @@ class SET(dynamic_sparse.DynamicSparseMethod):
     step, so every replica and every resumed run moves the same connections.
 
     Args: those of `DynamicSparseMethod` (`sparsity`, `update_frequency`,
-        `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`).
+        `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`,
+        `structure`, `scope`).
     """
 
     name = "set"
 
-    def growth_scores(self, entry, step):
-        rng = np.random.default_rng([self.seed, entry.seed, int(step)])
-        return rng.random(tuple(entry.kernel.shape), dtype=np.float32)
+    def grow_scores(self, kernel, step):
+        rng = np.random.default_rng([self.seed, kernel.seed, int(step)])
+        return rng.random(kernel.shape, dtype=np.float32)

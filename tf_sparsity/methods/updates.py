@@ -4,8 +4,6 @@ schedule chooses: each method returns its own `UpdateGroup` from
 method is added.
 """
 
-import zlib
-
 import numpy as np
 from keras import ops
 
@@ -13,42 +11,22 @@ from tf_sparsity import _backend
 from tf_sparsity import masks as mask_ops
 
 
-class KernelEntry:
-    """One sparse kernel: its wrapper, attribute, path and stable seed."""
-
-    def __init__(self, path, wrapper, attribute):
-        self.path = path
-        self.wrapper = wrapper
-        self.attribute = attribute
-        self.size = int(np.prod(wrapper.dense_kernel(attribute).shape))
-        self.seed = zlib.crc32(f"{path}/{attribute}".encode()) & 0x7FFFFFFF
-
-    @property
-    def kernel(self):
-        return self.wrapper.dense_kernel(self.attribute)
-
-    @property
-    def input_axis(self):
-        """The kernel's input (contraction) axis, or None."""
-        return self.wrapper.input_axis(self.attribute)
-
-    def state(self, name):
-        """The method's variable `name` for this kernel (e.g. "mask")."""
-        return self.wrapper.sparsity_variables[self.attribute][name]
-
-
 class UpdateGroup:
     """The kernels sharing one method (one schedule, one compiled update).
 
     Args:
         method: the `SparsityMethod` whose kernels these are.
+
+    Attributes:
+        kernels: the `SparseKernel`s updated together (filled by the
+            updater, in model order).
+        model: the model being trained (set by the updater): groups that
+            touch the optimizer's state reach it through `model.optimizer`.
     """
 
     def __init__(self, method):
         self.method = method
-        self.entries = []
-        # The model being trained (set by the updater): groups that touch
-        # the optimizer's state reach it through `model.optimizer`.
+        self.kernels = []
         self.model = None
 
     def due_update(self, last_checked, step):
@@ -63,8 +41,8 @@ class RampUpdate(UpdateGroup):
 
     def update(self, step):
         value = self.method.ramp.value(step)
-        for entry in self.entries:
-            entry.state("penalty_scale").assign(value)
+        for kernel in self.kernels:
+            kernel.state.penalty_scale.assign(value)
 
 
 class MaskUpdate(UpdateGroup):
@@ -82,18 +60,18 @@ class MaskUpdate(UpdateGroup):
             schedule.final_sparsity > 0
         ) else 0.0
         counts = []
-        for entry in self.entries:
-            target = entry.wrapper.target_sparsity
+        for kernel in self.kernels:
+            target = kernel.target
             if target is None:
                 target = schedule.final_sparsity
-            units = structure.num_units(entry.kernel.shape, entry.input_axis)
+            units = structure.num_units(kernel.shape, kernel.input_axis)
             counts.append(mask_ops.num_to_prune(min(target * scale, 1.0), units))
         return counts
 
     def update(self, step):
         if self._compiled is None:
-            seeds = [entry.seed for entry in self.entries]
-            axes = [entry.input_axis for entry in self.entries]
+            seeds = [kernel.seed for kernel in self.kernels]
+            axes = [kernel.input_axis for kernel in self.kernels]
             method = self.method
 
             def compute(kernels, masks, counts):
@@ -101,7 +79,7 @@ class MaskUpdate(UpdateGroup):
 
             self._compiled = _backend.jit_compile(compute)
         counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
-        kernels = [ops.convert_to_tensor(e.kernel) for e in self.entries]
-        masks = [ops.convert_to_tensor(e.state("mask")) for e in self.entries]
-        for entry, value in zip(self.entries, self._compiled(kernels, masks, counts)):
-            entry.state("mask").assign(value)
+        values = [ops.convert_to_tensor(k.variable) for k in self.kernels]
+        masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
+        for kernel, value in zip(self.kernels, self._compiled(values, masks, counts)):
+            kernel.state.mask.assign(value)

@@ -1,5 +1,7 @@
 """Sparse variational dropout (Molchanov, Ashukha & Vetrov, 2017)."""
 
+import dataclasses
+
 import keras
 from keras import ops
 
@@ -27,6 +29,20 @@ def log_alpha(theta, log_sigma2, clip=None):
     if clip is not None:
         value = ops.clip(value, -clip, clip)
     return value
+
+
+@dataclasses.dataclass
+class VariationalDropoutState(base.PenaltyState):
+    """Variational dropout's state of one kernel: the penalty's, plus
+
+    Attributes:
+        log_sigma2: the learned log noise variance of every weight.
+        threshold: scalar variable, the log-alpha above which inference
+            prunes a weight (see `tfs.set_threshold`).
+    """
+
+    log_sigma2: object = None
+    threshold: object = None
 
 
 @keras.saving.register_keras_serializable(package=base.PACKAGE)
@@ -60,6 +76,7 @@ class VariationalDropout(base.RegularizedMethod):
 
     name = "variational_dropout"
     weight_name = "kl_weight"
+    state_class = VariationalDropoutState
     # `recipe`: 0.1 / N gave ~90% sparsity on small MLPs here.
     default_weight_factor = 0.1
 
@@ -93,17 +110,18 @@ class VariationalDropout(base.RegularizedMethod):
             )
         return None
 
-    def build(self, wrapper, attribute, kernel):
-        state = super().build(wrapper, attribute, kernel)
-        state["log_sigma2"] = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_log_sigma2",
-            shape=kernel.shape,
-            dtype=kernel.dtype,
+    def build_state(self, kernel):
+        state = super().build_state(kernel)
+        variable = kernel.variable
+        state["log_sigma2"] = kernel.add_weight(
+            "log_sigma2",
+            shape=variable.shape,
+            dtype=variable.dtype,
             initializer=keras.initializers.Constant(self.log_sigma2_init),
             trainable=True,
         )
-        state["threshold"] = wrapper.add_weight(
-            name=f"{attribute.lstrip('_')}_threshold",
+        state["threshold"] = kernel.add_weight(
+            "threshold",
             shape=(),
             initializer=keras.initializers.Constant(self.threshold),
             trainable=False,
@@ -111,42 +129,43 @@ class VariationalDropout(base.RegularizedMethod):
         )
         return state
 
-    def inference_kernel(self, wrapper, attribute, kernel):
-        state = wrapper.sparsity_variables[attribute]
-        alpha = log_alpha(kernel, ops.cast(state["log_sigma2"], kernel.dtype))
-        keep = ops.less(alpha, ops.cast(state["threshold"], alpha.dtype))
-        return ops.multiply(kernel, ops.cast(keep, kernel.dtype))
+    def inference_kernel(self, kernel):
+        theta = kernel.variable
+        alpha = log_alpha(theta, ops.cast(kernel.state.log_sigma2, theta.dtype))
+        keep = ops.less(alpha, ops.cast(kernel.state.threshold, alpha.dtype))
+        return ops.multiply(theta, ops.cast(keep, theta.dtype))
 
-    def penalty(self, wrapper, attribute, kernel):
-        state = wrapper.sparsity_variables[attribute]
+    def penalty(self, kernel):
         alpha = log_alpha(
-            ops.cast(kernel, "float32"), ops.cast(state["log_sigma2"], "float32"), self.clip_alpha
+            ops.cast(kernel.variable, "float32"),
+            ops.cast(kernel.state.log_sigma2, "float32"),
+            self.clip_alpha,
         )
         return -ops.sum(negative_kl(alpha))
 
     def call(self, wrapper, inputs, training=None, **kwargs):
         if not training:
             return super().call(wrapper, inputs, training=training, **kwargs)
-        (attribute,) = wrapper.kernel_attributes
-        self.add_penalty(wrapper, attribute, wrapper.dense_kernel(attribute))
-        state = wrapper.sparsity_variables[attribute]
-        theta = wrapper.dense_kernel(attribute)
-        log_sigma2 = ops.cast(state["log_sigma2"], theta.dtype)
+        (kernel,) = wrapper.kernels
+        self.add_penalty(kernel)
+        state = kernel.state
+        theta = kernel.variable
+        log_sigma2 = ops.cast(state.log_sigma2, theta.dtype)
         if self.clip_alpha is not None:
             # Clip log_alpha, then recover the variance it implies.
             log_sigma2 = log_alpha(theta, log_sigma2, self.clip_alpha) + ops.log(
                 ops.square(theta) + EPSILON
             )
-        seed = state["seed_generator"]
+        seed = state.seed_generator
         if isinstance(wrapper.layer, keras.layers.Embedding):
             noise = _backend.random_normal(ops.shape(theta), seed, dtype=theta.dtype)
             sampled = theta + ops.exp(0.5 * log_sigma2) * noise
-            return wrapper.call_with_kernels(inputs, {attribute: sampled}, training=training, **kwargs)
+            return wrapper.call_with_kernels(inputs, {kernel: sampled}, training=training, **kwargs)
         mean = wrapper.call_with_kernels(
-            inputs, {attribute: theta}, training=training, linear="activation", **kwargs
+            inputs, {kernel: theta}, training=training, linear="activation", **kwargs
         )
         variance = wrapper.call_with_kernels(
-            ops.square(inputs), {attribute: ops.exp(log_sigma2)}, training=training, linear="bias", **kwargs
+            ops.square(inputs), {kernel: ops.exp(log_sigma2)}, training=training, linear="bias", **kwargs
         )
         noise_shape = list(ops.shape(mean))
         if len(inputs.shape) == 3 and isinstance(
