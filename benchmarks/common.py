@@ -88,7 +88,7 @@ def small_cnn(num_classes=10, input_shape=(32, 32, 3)):
 
 def build_model(name):
     """Returns `(model, input_shape, num_classes)` for a benchmark model name."""
-    from tf_sparsity.demo import lenet
+    from tf_sparsity_models.demo import lenet
 
     if name == "lenet300":
         return lenet.lenet_300_100(), (784,), 10

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tf_sparsity as tfs  # noqa: E402
 from benchmarks import common  # noqa: E402
-from tf_sparsity.demo import data as data_lib  # noqa: E402
-from tf_sparsity.demo import run as demo_run  # noqa: E402
+from tf_sparsity_models.demo import data as data_lib  # noqa: E402
+from tf_sparsity_models.demo import run as demo_run  # noqa: E402
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 # Regularizer weights, as multiples of 1 / N_train.

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tf_sparsity as tfs  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import frontier  # noqa: E402
-from tf_sparsity.demo import data as data_lib  # noqa: E402
+from tf_sparsity_models.demo import data as data_lib  # noqa: E402
 
 VARIANTS = ("lottery", "scratch_e", "scratch_b", "distribution_only")
 # Fresh initializations come from another seed than the pruned run's.

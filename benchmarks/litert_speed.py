@@ -152,7 +152,7 @@ def latency(args):
 
 
 def accuracy(args):
-    from tf_sparsity.demo import run as demo
+    from tf_sparsity_models.demo import run as demo
 
     runs = [(s, label) for s in SPARSITIES for label in STRUCTURES]
     runs += [(0.5, "unstructured"), (0.5, "nm_2_4")]

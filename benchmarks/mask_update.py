@@ -39,7 +39,7 @@ def ours(size, repeats):
     for step in range(1, repeats + 1):
         start = time.perf_counter()
         group.update(step)
-        ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"][0, 0])
+        ops.convert_to_numpy(wrapper.kernels[0].state.mask[0, 0])
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -86,8 +86,8 @@ def frontier_tables():
     if not os.path.exists(os.path.join(rows_dir, "rows.jsonl")):
         return "(not run yet)"
     sys.path.insert(0, ROOT)
-    from tf_sparsity.reporting import load_rows
-    from tf_sparsity.reporting import write_report
+    from tf_sparsity_models.reporting import load_rows
+    from tf_sparsity_models.reporting import write_report
 
     out = os.path.join(rows_dir, "report")
     write_report(load_rows([os.path.join(rows_dir, "rows.jsonl")]), out)

@@ -102,7 +102,7 @@ def test_a_single_built_layer_is_wrapped():
     wrapped = tfs.sparsify(layer, tfs.MagnitudePruning(tfs.OneShot(0.5)))
     assert isinstance(wrapped, tfs.SparseWrapper) and wrapped.layer is layer
     tfs.update_masks(wrapped, 0)
-    kernel = keras.ops.convert_to_numpy(wrapped.inference_kernels()["_kernel"])
+    kernel = keras.ops.convert_to_numpy(wrapped.inference_kernels()["kernel"])
     assert (kernel == 0).sum() == 6
 
 
@@ -172,7 +172,7 @@ def test_sparsity_callback_log_dir_that_is_a_file(tmp_path):
 
 
 def test_demo_flags_are_checked_before_any_work(capsys):
-    from tf_sparsity import cli
+    from tf_sparsity_models import cli
 
     for argv, culprit in [
         (["demo", "--sparsity", "1.5"], "--sparsity"),
@@ -187,7 +187,7 @@ def test_demo_flags_are_checked_before_any_work(capsys):
 
 
 def test_sweep_print_refuses_an_unknown_method(tmp_path, capsys):
-    from tf_sparsity import cli
+    from tf_sparsity_models import cli
 
     spec = tmp_path / "spec.json"
     spec.write_text('{"task": "resnet50", "methods": ["magnitud"], "sparsities": [0.9]}')
@@ -197,7 +197,7 @@ def test_sweep_print_refuses_an_unknown_method(tmp_path, capsys):
 
 
 def test_train_refuses_a_data_dir_with_synthetic_data(tmp_path, capsys):
-    from tf_sparsity import cli
+    from tf_sparsity_models import cli
 
     code = cli.main(
         ["train", "--task", "resnet50", "--config", "tiny", "--model_dir", str(tmp_path / "m"),

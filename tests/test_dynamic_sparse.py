@@ -24,13 +24,13 @@ def mlp():
 
 def state(model, key):
     return {
-        path: ops.convert_to_numpy(w.sparsity_variables["_kernel"][key]).copy()
+        path: ops.convert_to_numpy(getattr(w.kernels[0].state, key)).copy()
         for path, w in tfs.sparse_layers(model)
     }
 
 
 def kernels(model):
-    return {path: ops.convert_to_numpy(w.dense_kernel("_kernel")).copy() for path, w in tfs.sparse_layers(model)}
+    return {path: ops.convert_to_numpy(w.kernels[0].variable).copy() for path, w in tfs.sparse_layers(model)}
 
 
 def data(rng, n=64):
@@ -45,7 +45,10 @@ def test_drop_fraction_decays_like_a_cosine_to_zero_at_end_step():
     constant = tfs.RigL(0.9, drop_fraction=0.2, drop_fraction_decay="constant", seed=0)
     assert constant.fraction_at(10**6) == 0.2
     schedule = method.step_schedule
-    assert [s for s in range(120) if schedule.should_update(s)] == list(range(10, 100, 10))
+    # end_step is the schedule's last step (included): the update there
+    # moves a fraction of 0 under the cosine decay.
+    assert [s for s in range(120) if schedule.should_update(s)] == list(range(10, 101, 10))
+    assert type(schedule).from_config(schedule.get_config()) == schedule
 
 
 @pytest.mark.parametrize("method_class", METHODS)
@@ -57,13 +60,13 @@ def test_masks_start_random_at_the_target_and_keep_it_through_updates(method_cla
     for step in range(14):
         old_masks, old_kernels = state(model, "mask"), kernels(model)
         for _, wrapper in tfs.sparse_layers(model):
-            wrapper.dense_kernel("_kernel").assign(rng.normal(size=wrapper.dense_kernel("_kernel").shape))
+            wrapper.kernels[0].variable.assign(rng.normal(size=wrapper.kernels[0].variable.shape))
             if method_class is tfs.RigL:
-                grad = wrapper.sparsity_variables["_kernel"]["dense_grad"]
+                grad = wrapper.kernels[0].state.gradient
                 grad.assign(rng.normal(size=grad.shape))
         old_kernels = kernels(model)
         updated = tfs.update_masks(model, step)
-        assert updated == (step in range(2, 12, 2))
+        assert updated == (step in range(2, 13, 2))
         new_masks, new_kernels = state(model, "mask"), kernels(model)
         for path in masks:
             old, new = old_masks[path], new_masks[path]
@@ -89,17 +92,17 @@ def test_rigl_grows_exactly_where_the_dense_gradient_is_largest():
     layer.build((None, 8))
     wrapper = tfs.sparsify(layer, tfs.RigL(0.5, update_frequency=1, drop_fraction=0.5,
                                            drop_fraction_decay="constant", seed=0))
-    state_ = wrapper.sparsity_variables["_kernel"]
-    state_["mask"].assign(np.array([1, 1, 1, 1, 0, 0, 0, 0], "float32")[:, None])
-    wrapper.dense_kernel("_kernel").assign(np.array([0.1, 2.0, -0.05, 3.0, 9, 9, 9, 9], "float32")[:, None])
+    state_ = wrapper.kernels[0].state
+    state_.mask.assign(np.array([1, 1, 1, 1, 0, 0, 0, 0], "float32")[:, None])
+    wrapper.kernels[0].variable.assign(np.array([0.1, 2.0, -0.05, 3.0, 9, 9, 9, 9], "float32")[:, None])
     # |gradient|: largest at 6 and 0 (0 is just dropped: it may come back).
-    state_["dense_grad"].assign(np.array([5.0, 0.0, 0.1, 0.0, 0.2, 0.3, -7.0, 0.4], "float32")[:, None])
+    state_.gradient.assign(np.array([5.0, 0.0, 0.1, 0.0, 0.2, 0.3, -7.0, 0.4], "float32")[:, None])
     tfs.update_masks(wrapper, 1)
     # Drop 2 of 4 active (0 and 2, smallest |w|); grow the 2 highest |g|
     # among positions 0, 2, 4-7: 6 (7.0) and 0 (5.0).
-    np.testing.assert_array_equal(ops.convert_to_numpy(state_["mask"])[:, 0], [1, 1, 0, 1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(ops.convert_to_numpy(state_.mask)[:, 0], [1, 1, 0, 1, 0, 0, 1, 0])
     np.testing.assert_array_equal(
-        ops.convert_to_numpy(wrapper.dense_kernel("_kernel"))[:, 0], [0, 2.0, 0, 3.0, 0, 0, 0, 0]
+        ops.convert_to_numpy(wrapper.kernels[0].variable)[:, 0], [0, 2.0, 0, 3.0, 0, 0, 0, 0]
     )
 
 
@@ -110,7 +113,7 @@ def test_grown_weights_optimizer_moments_are_reset(method_class, rng):
     model.compile(keras.optimizers.Adam(1e-2), "mse")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
     slots = dynamic_sparse.optimizer_slots(model)
-    kernel = model.get_layer("a").dense_kernel("_kernel")
+    kernel = model.get_layer("a").kernels[0].variable
     assert len(slots[id(kernel)]) == 2  # Adam's momentum and velocity.
     old = state(model, "mask")["a"]
     assert all(np.any(ops.convert_to_numpy(s) != 0) for s in slots[id(kernel)])
@@ -123,7 +126,7 @@ def test_grown_weights_optimizer_moments_are_reset(method_class, rng):
         assert np.any(ops.convert_to_numpy(slot)[~changed] != 0)
     # RigL's gradient variable is overwritten, never optimized: no slots.
     if method_class is tfs.RigL:
-        gradient = model.get_layer("a").sparsity_variables["_kernel"]["dense_grad"]
+        gradient = model.get_layer("a").kernels[0].state.gradient
         assert id(gradient) not in slots
         assert np.any(ops.convert_to_numpy(gradient) != 0)
 
@@ -153,14 +156,14 @@ def test_reset_reaches_the_training_step_after_an_update(rng):
     )
     model.compile(keras.optimizers.SGD(learning_rate, momentum=0.9), "mse", jit_compile=True)
     model.optimizer.build(model.trainable_variables)
-    for slot in dynamic_sparse.optimizer_slots(model)[id(model.get_layer("a").dense_kernel("_kernel"))]:
+    for slot in dynamic_sparse.optimizer_slots(model)[id(model.get_layer("a").kernels[0].variable)]:
         slot.assign(ops.ones(slot.shape))
     before = MaskBeforeBatch(2)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback(), before])
     layer = model.get_layer("a")
-    kernel = layer.dense_kernel("_kernel")
+    kernel = layer.kernels[0].variable
     mask = state(model, "mask")["a"]
-    gradient = ops.convert_to_numpy(layer.sparsity_variables["_kernel"]["dense_grad"])
+    gradient = ops.convert_to_numpy(layer.kernels[0].state.gradient)
     (momentum,) = [ops.convert_to_numpy(s) for s in dynamic_sparse.optimizer_slots(model)[id(kernel)]]
     grown = (mask > 0) & (before.mask == 0)  # (regrown just-dropped ones aside)
     kept = (mask > 0) & ~grown
@@ -183,9 +186,9 @@ def test_rigl_under_loss_scaling_reads_the_scaled_gradient(rng):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
     slots = dynamic_sparse.optimizer_slots(model)
     for path, wrapper in tfs.sparse_layers(model):
-        gradient = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["dense_grad"])
+        gradient = ops.convert_to_numpy(wrapper.kernels[0].state.gradient)
         assert np.isfinite(gradient).all() and np.any(gradient != 0), path
-        assert len(slots[id(wrapper.dense_kernel("_kernel"))]) == 2, path
+        assert len(slots[id(wrapper.kernels[0].variable)]) == 2, path
         mask = state(model, "mask")[path]
         assert mask.sum() == before[path].sum() and np.any(mask != before[path]), path
 
@@ -281,16 +284,16 @@ def test_masks_and_gradients_identical_across_replicas(rng):
     # loss scaled by 1 / replicas: the global batch's over 2. Same ranking,
     # same masks as on one device.
     np.testing.assert_array_equal(state(model, "mask")["a"], state(one_device, "mask")["a"])
-    np.testing.assert_allclose(2 * state(model, "dense_grad")["a"], state(one_device, "dense_grad")["a"], atol=1e-6)
+    np.testing.assert_allclose(2 * state(model, "gradient")["a"], state(one_device, "gradient")["a"], atol=1e-6)
     for path, wrapper in tfs.sparse_layers(model):
-        variables = wrapper.sparsity_variables["_kernel"]
-        for name in ("mask", "dense_grad"):
-            replicas = [r.numpy() for r in strategy.experimental_local_results(variables[name].value)]
+        variables = wrapper.kernels[0].state
+        for name in ("mask", "gradient"):
+            replicas = [r.numpy() for r in strategy.experimental_local_results(getattr(variables, name).value)]
             assert len(replicas) == 2
             np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=f"{path} {name}")
-        kernel_replicas = [r.numpy() for r in strategy.experimental_local_results(wrapper.dense_kernel("_kernel").value)]
+        kernel_replicas = [r.numpy() for r in strategy.experimental_local_results(wrapper.kernels[0].variable.value)]
         np.testing.assert_array_equal(kernel_replicas[0], kernel_replicas[1])
-        mask = variables["mask"].numpy()
+        mask = variables.mask.numpy()
         assert mask.sum() == before[path].sum() and np.any(mask != before[path])
 
 
@@ -309,8 +312,8 @@ def train():
                          tfs.RigL(0.5, update_frequency=2, end_step=20, seed=0))
     model.compile(keras.optimizers.SGD(0.05), "mse")
     model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback()])
-    return {(name, key): ops.convert_to_numpy(model.get_layer(name).sparsity_variables["_kernel"][key])
-            for name in ("a", "b") for key in ("mask", "dense_grad")}
+    return {(name, key): ops.convert_to_numpy(getattr(model.get_layer(name).kernels[0].state, key))
+            for name in ("a", "b") for key in ("mask", "gradient")}
 single = train()
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
 parallel = train()
@@ -360,11 +363,81 @@ def test_task_presets_and_a_tiny_resnet_run(tmp_path):
     result = runner.run(config, str(tmp_path), verbose=0, print_fn=lambda *a: None)
     assert result.row["method"] == "rigl"
     masks = [
-        ops.convert_to_numpy(w.sparsity_variables[a]["mask"])
-        for _, w in tfs.sparse_layers(result.model)
-        for a in w.kernel_attributes
+        ops.convert_to_numpy(kernel.state.mask) for kernel in tfs.sparse_kernels(result.model)
     ]
     assert len({round(float((m == 0).mean()), 2) for m in masks}) > 1  # ERK: not uniform
     # Over all kernels (ERK keeps some layers dense); a grown weight that
     # is still exactly 0 may add a little.
     assert 0.8 - 2e-3 <= result.row["global_sparsity"] <= 0.81
+
+
+def groups_and_blocks(mask, structure):
+    """The mask's matrix view (input axis last) cut into N:M groups or
+    (1, 4) blocks: an array (..., 4) of 0/1."""
+    matrix = np.moveaxis(mask, 0, -1).reshape(-1, mask.shape[0])
+    return matrix.reshape(matrix.shape[0], -1, 4)
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+@pytest.mark.parametrize("structure", [tfs.Block((1, 4)), tfs.NM(2, 4)], ids=["block_1x4", "nm_2_4"])
+def test_structured_moves_keep_exact_counts_per_block_or_group(method_class, structure, rng):
+    model = tfs.sparsify(mlp(), method_class(0.5, update_frequency=1, end_step=8, drop_fraction=0.5,
+                                             drop_fraction_decay="constant", seed=3, structure=structure))
+    first = state(model, "mask")
+    changed = set()
+    for step in range(9):
+        old_masks = state(model, "mask")
+        for kernel in tfs.sparse_kernels(model):
+            kernel.variable.assign(rng.normal(size=kernel.shape))
+            if method_class is tfs.RigL:
+                kernel.state.gradient.assign(rng.normal(size=kernel.shape))
+        assert tfs.update_masks(model, step) == (step >= 1)
+        new_kernels = kernels(model)
+        for path, mask in state(model, "mask").items():
+            units = groups_and_blocks(mask, structure)
+            if isinstance(structure, tfs.NM):
+                # Every group of 4 along the input axis keeps exactly 2.
+                np.testing.assert_array_equal(units.sum(axis=-1), 2, err_msg=f"{path} step {step}")
+            else:
+                sums = units.sum(axis=-1)
+                assert set(np.unique(sums)) <= {0, 4}, (path, step)  # Whole blocks only.
+                assert np.sum(sums == 0) == mask_ops.num_to_prune(0.5, sums.size), (path, step)
+            if not np.array_equal(mask, old_masks[path]):
+                changed.add(path)
+                # Grown weights start at zero.
+                grown = (mask > 0) & (old_masks[path] == 0)
+                np.testing.assert_array_equal(new_kernels[path][grown], 0)
+    assert changed == set(first)  # Masks did move, in every kernel.
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_global_scope_moves_connections_across_kernels_and_keeps_the_total(method_class, rng):
+    model = tfs.sparsify(mlp(), method_class(0.5, update_frequency=1, end_step=20, drop_fraction=0.5,
+                                             drop_fraction_decay="constant", seed=1, scope="global"))
+    total = sum(m.sum() for m in state(model, "mask").values())
+    per_layer = {tuple(int(m.sum()) for m in state(model, "mask").values())}
+    for step in range(1, 12):
+        for kernel in tfs.sparse_kernels(model):
+            # One layer's weights are much larger: a global ranking drops the
+            # other's and regrows into this one.
+            scale = 10.0 if kernel.layer_path == "a" else 0.1
+            kernel.variable.assign(scale * rng.normal(size=kernel.shape))
+            if method_class is tfs.RigL:
+                kernel.state.gradient.assign(scale * rng.normal(size=kernel.shape))
+        tfs.update_masks(model, step)
+        masks = state(model, "mask")
+        assert sum(m.sum() for m in masks.values()) == total
+        per_layer.add(tuple(int(m.sum()) for m in masks.values()))
+    assert len(per_layer) > 1  # Per-layer counts changed; the total did not.
+    with pytest.raises(ValueError, match="global"):
+        method_class(0.5, update_frequency=1, end_step=10, structure=tfs.NM(2, 4), scope="global")
+    with pytest.raises(ValueError, match="0.5"):
+        method_class(0.75, update_frequency=1, end_step=10, structure=tfs.NM(2, 4))
+
+
+@pytest.mark.parametrize("method_class", METHODS)
+def test_structure_and_scope_round_trip_in_the_config(method_class):
+    method = method_class(0.5, update_frequency=2, end_step=10, seed=0, structure=tfs.Block((1, 4)), scope="global")
+    assert type(method).from_config(method.get_config()) == method
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(method))
+    assert restored.structure == tfs.Block((1, 4)) and restored.scope == "global"

@@ -25,7 +25,7 @@ def pruned_model(rng, sparsity=0.75):
 
 def masks_of(model):
     return {
-        path: ops.convert_to_numpy(w.sparsity_variables["_kernel"]["mask"])
+        path: ops.convert_to_numpy(w.kernels[0].state.mask)
         for path, w in tfs.sparse_layers(model)
     }
 

@@ -9,6 +9,8 @@ uses); `strip` to the inference outputs; save and load mid-schedule (plain
 state; and respect the distribution's dense layers and per-layer targets.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -50,11 +52,10 @@ def train(model, x, y, epochs=2):
 
 def state_of(model):
     return {
-        f"{path}/{attribute}/{key}": ops.convert_to_numpy(value)
-        for path, wrapper in tfs.sparse_layers(model)
-        for attribute, variables in wrapper.sparsity_variables.items()
-        for key, value in variables.items()
-        if hasattr(value, "shape")
+        f"{kernel.path}/{field.name}": ops.convert_to_numpy(getattr(kernel.state, field.name))
+        for kernel in tfs.sparse_kernels(model)
+        for field in dataclasses.fields(kernel.state)
+        if isinstance(getattr(kernel.state, field.name), keras.Variable)
     }
 
 
@@ -66,7 +67,8 @@ def test_builds_state_on_every_kernel_and_round_trips_its_config(name):
     assert keras.saving.deserialize_keras_object(config) == method
     sparse = tfs.sparsify(models.subclassed(), method)
     wrappers = [w for _, w in tfs.sparse_layers(sparse)]
-    assert wrappers and all(w.built and w.sparsity_variables for w in wrappers)
+    assert wrappers and all(w.built and w.kernels for w in wrappers)
+    assert all(k.state is not None for w in wrappers for k in w.kernels)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -164,3 +166,34 @@ def test_distribution_dense_layers_and_targets(name, rng):
     rows = {r.path: r for r in tfs.sparsity_summary(sparse, print_fn=None).layers}
     assert rows["logits"].sparsity == pytest.approx(round(0.25 * 64) / 64)
     assert rows["hidden"].sparsity == pytest.approx(0.5)
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_and_strips_under_mixed_float16(name, rng, mixed_float16):
+    x, y = data(rng)
+    model = models.sequential()
+    assert model.get_layer("hidden").compute_dtype == "float16"
+    sparse = tfs.sparsify(model, make(name))
+    train(sparse, x, y, epochs=TOTAL_STEPS // 4)
+    for kernel in tfs.sparse_kernels(sparse):
+        assert kernel.variable.dtype == "float32"  # Variables stay float32.
+    outputs = ops.convert_to_numpy(sparse(x, training=False))
+    assert np.all(np.isfinite(outputs))
+    if holds_a_target(name):
+        for key, mask in state_of(sparse).items():
+            if key.endswith("/mask"):
+                assert np.sum(mask == 0) == round(0.5 * mask.size), key
+    plain = tfs.strip(sparse)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(plain(x, training=False)).astype("float32"),
+        outputs.astype("float32"), rtol=1e-3, atol=1e-3,
+    )

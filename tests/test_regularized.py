@@ -58,12 +58,12 @@ def test_gradients_reach_theta_and_noise_parameters(make, extra, rng):
     sparse = tfs.sparsify(models.sequential(), make())
     sparse.compile(keras.optimizers.SGD(0.1), "mse")
     wrapper = sparse.get_layer("hidden")
-    state = wrapper.sparsity_variables["_kernel"]
-    before = {name: ops.convert_to_numpy(v).copy() for name, v in [("theta", wrapper.layer._kernel), (extra, state[extra])]}
+    state = wrapper.kernels[0].state
+    before = {name: ops.convert_to_numpy(v).copy() for name, v in [("theta", wrapper.layer._kernel), (extra, getattr(state, extra))]}
     sparse.train_on_batch(x, y)
     assert np.abs(ops.convert_to_numpy(wrapper.layer._kernel) - before["theta"]).max() > 0
-    assert np.abs(ops.convert_to_numpy(state[extra]) - before[extra]).max() > 0
-    assert state[extra].trainable
+    assert np.abs(ops.convert_to_numpy(getattr(state, extra)) - before[extra]).max() > 0
+    assert getattr(state, extra).trainable
 
 
 def test_penalty_is_added_to_the_loss_with_weight_and_ramp(rng):
@@ -72,8 +72,8 @@ def test_penalty_is_added_to_the_loss_with_weight_and_ramp(rng):
     sparse(x, training=True)
     manual = 0.0
     for _, w in tfs.sparse_layers(sparse):
-        state = w.sparsity_variables["_kernel"]
-        alpha = vd_lib.log_alpha(ops.convert_to_numpy(w.layer._kernel), ops.convert_to_numpy(state["log_sigma2"]), 8.0)
+        state = w.kernels[0].state
+        alpha = vd_lib.log_alpha(ops.convert_to_numpy(w.layer._kernel), ops.convert_to_numpy(state.log_sigma2), 8.0)
         manual += -float(ops.convert_to_numpy(ops.sum(vd_lib.negative_kl(alpha))))
     assert float(sum(ops.convert_to_numpy(l) for l in sparse.losses)) == pytest.approx(0.5 * manual, rel=1e-5)
 
@@ -84,14 +84,14 @@ def test_ramp_scales_the_penalty_through_the_callback(rng):
     method = l0(ramp=tfs.Ramp(2, 10, shape="cubic", updates=8))
     sparse = tfs.sparsify(models.sequential(), method)
     sparse.compile("adam", "mse")
-    scale = sparse.get_layer("hidden").sparsity_variables["_kernel"]["penalty_scale"]
+    scale = sparse.get_layer("hidden").kernels[0].state.penalty_scale
     assert float(ops.convert_to_numpy(scale)) == 0.0
     with pytest.raises(Exception, match="SparsityCallback"):
         sparse.fit(x, y, batch_size=16, epochs=1, verbose=0)
     sparse = tfs.sparsify(models.sequential(), method)
     sparse.compile("adam", "mse")
     sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
-    scale = sparse.get_layer("hidden").sparsity_variables["_kernel"]["penalty_scale"]
+    scale = sparse.get_layer("hidden").kernels[0].state.penalty_scale
     assert float(ops.convert_to_numpy(scale)) == pytest.approx(1 - (1 - 1 / 8) ** 3)  # step 3
     sparse.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[tfs.SparsityCallback()])
     assert float(ops.convert_to_numpy(scale)) == 1.0
@@ -101,13 +101,13 @@ def test_vd_inference_uses_the_threshold_and_set_threshold_reevaluates(rng):
     x = rng.normal(size=(16, 8)).astype("float32")
     sparse = tfs.sparsify(models.sequential(), vd(threshold=3.0))
     wrapper = sparse.get_layer("hidden")
-    state = wrapper.sparsity_variables["_kernel"]
+    state = wrapper.kernels[0].state
     theta = ops.convert_to_numpy(wrapper.layer._kernel)
     log_sigma2 = np.log(theta**2 + 1e-8) + rng.uniform(-4, 6, size=theta.shape).astype("float32")
-    state["log_sigma2"].assign(log_sigma2)
+    state.log_sigma2.assign(log_sigma2)
     alpha = log_sigma2 - np.log(theta**2 + 1e-8)
     expected = np.where(alpha < 3.0, theta, 0.0)
-    np.testing.assert_allclose(ops.convert_to_numpy(wrapper.inference_kernels()["_kernel"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(wrapper.inference_kernels()["kernel"]), expected, rtol=1e-6)
     out1 = ops.convert_to_numpy(sparse(x))
     np.testing.assert_array_equal(out1, ops.convert_to_numpy(sparse(x)))  # no noise
     sparsity_at_3 = tfs.sparsity_summary(sparse, print_fn=None).layers[0].sparsity
@@ -154,12 +154,12 @@ def test_l0_gates_follow_the_hard_concrete_formulas():
 def test_l0_initialisation_and_inference(rng):
     sparse = tfs.sparsify(models.sequential(), l0(gate_lr_multiplier=4.0))
     wrapper = sparse.get_layer("hidden")
-    log_alpha = ops.convert_to_numpy(wrapper.method.log_alpha(wrapper, "_kernel"))
+    log_alpha = ops.convert_to_numpy(wrapper.method.log_alpha(wrapper.kernels[0]))
     assert log_alpha.mean() == pytest.approx(2.197, abs=0.01)
     assert log_alpha.std() == pytest.approx(0.01, rel=0.3)
     theta = ops.convert_to_numpy(wrapper.layer._kernel)
     expected = theta * np.clip(1 / (1 + np.exp(-log_alpha)) * 1.2 - 0.1, 0, 1)
-    np.testing.assert_allclose(ops.convert_to_numpy(wrapper.inference_kernels()["_kernel"]), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ops.convert_to_numpy(wrapper.inference_kernels()["kernel"]), expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("make", [vd, l0])

@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 import tf_sparsity as tfs
-from tf_sparsity.demo import run
+from tf_sparsity_models.demo import run
 from tests import models
 
 pytestmark = [pytest.mark.tensorflow]

@@ -1,4 +1,4 @@
-"""Tests of `tf_sparsity.reporting`: result rows, report.md, plots, CLI."""
+"""Tests of `tf_sparsity_models.reporting`: result rows, report.md, plots, CLI."""
 
 import argparse
 import json
@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tf_sparsity.reporting import cli  # noqa: E402
-from tf_sparsity.reporting import paper  # noqa: E402
-from tf_sparsity.reporting import report  # noqa: E402
-from tf_sparsity.reporting import rows as rows_lib  # noqa: E402
+from tf_sparsity_models.reporting import cli  # noqa: E402
+from tf_sparsity_models.reporting import paper  # noqa: E402
+from tf_sparsity_models.reporting import report  # noqa: E402
+from tf_sparsity_models.reporting import rows as rows_lib  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

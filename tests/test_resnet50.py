@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from keras import ops
 
 import tf_sparsity as tfs
-from tf_sparsity import cli as tfs_cli
+from tf_sparsity_models import cli as tfs_cli
 from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data
 from tf_sparsity_models.resnet50 import lr_schedule

@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras import ops
 
 import tf_sparsity as tfs
-from tf_sparsity import cli as tfs_cli
-from tf_sparsity.reporting import rows as rows_lib
+from tf_sparsity_models import cli as tfs_cli
+from tf_sparsity_models.reporting import rows as rows_lib
 from tf_sparsity_models.resnet50 import configs
 from tf_sparsity_models.resnet50 import data
 from tf_sparsity_models.common import runner as train

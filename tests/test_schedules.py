@@ -78,3 +78,56 @@ def test_bad_schedule_arguments_raise_value_errors_naming_them(make, message):
 def test_non_numeric_sparsity_is_a_type_error():
     with pytest.raises(TypeError, match="final_sparsity"):
         tfs.PolynomialDecay(0.0, "0.9", 0, 10, 1)
+
+
+# One instance of every schedule class of the library (with non-default
+# arguments): a new schedule class must be added here.
+EVERY_SCHEDULE = [
+    tfs.PolynomialDecay(0.1, 0.8, begin_step=3, end_step=40, frequency=4, exponent=2.0),
+    tfs.ConstantSparsity(0.6, begin_step=2, end_step=30, frequency=7),
+    tfs.ConstantSparsity(0.6, frequency=7),
+    tfs.OneShot(0.4, step=9),
+    tfs.Ramp(5, 25, shape="cubic", updates=6),
+]
+
+
+@pytest.mark.parametrize("schedule", EVERY_SCHEDULE, ids=repr)
+def test_every_schedule_round_trips_its_config(schedule):
+    rebuilt = type(schedule).from_config(schedule.get_config())
+    assert rebuilt == schedule
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert restored == schedule
+    assert [restored.last_update_step(t) for t in range(60)] == [schedule.last_update_step(t) for t in range(60)]
+
+
+def test_every_schedule_class_is_in_the_round_trip_list():
+    from tf_sparsity import schedules
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    library = {c for c in subclasses(schedules.StepSchedule) if c.__module__.startswith("tf_sparsity")}
+    concrete = {c for c in library if "get_config" in vars(c)}
+    assert concrete <= {type(s) for s in EVERY_SCHEDULE}, concrete - {type(s) for s in EVERY_SCHEDULE}
+
+
+@pytest.mark.parametrize("name", sorted(tfs.METHODS))
+def test_every_methods_step_schedule_round_trips(name):
+    method = tfs.make_method(name, 0.5, 100, num_examples=10, seed=0)
+    schedule = method.step_schedule
+    if schedule is not None:
+        assert type(schedule).from_config(schedule.get_config()) == schedule
+
+
+def test_end_step_is_the_last_update_in_every_schedule():
+    for schedule in (
+        tfs.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=10, frequency=3),
+        tfs.ConstantSparsity(0.5, begin_step=0, end_step=10, frequency=3),
+        tfs.Ramp(0, 10, updates=4),
+        tfs.SET(0.5, update_frequency=5, end_step=10, seed=0).step_schedule,
+    ):
+        updates = [t for t in range(30) if schedule.should_update(t)]
+        assert updates[-1] == 10, (schedule, updates)
+    assert tfs.ConstantSparsity(0.5, end_step=-1) == tfs.ConstantSparsity(0.5, end_step=None)

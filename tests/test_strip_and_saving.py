@@ -20,11 +20,7 @@ def train_a_little(model, x, y, steps=4):
 
 
 def masks_of(model):
-    return {
-        f"{path}/{attr}": ops.convert_to_numpy(state["mask"])
-        for path, w in tfs.sparse_layers(model)
-        for attr, state in w.sparsity_variables.items()
-    }
+    return {kernel.path: ops.convert_to_numpy(kernel.state.mask) for kernel in tfs.sparse_kernels(model)}
 
 
 def assert_plain(model):

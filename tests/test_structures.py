@@ -35,11 +35,12 @@ def convnet():
 
 
 def masks_of(model):
-    return {
-        f"{path}/{a.lstrip('_')}": ops.convert_to_numpy(w.sparsity_variables[a]["mask"])
-        for path, w in tfs.sparse_layers(model)
-        for a in w.kernel_attributes
-    }
+    return {kernel.path: ops.convert_to_numpy(kernel.state.mask) for kernel in tfs.sparse_kernels(model)}
+
+
+def input_axis(layer):
+    (spec,) = kernels_lib.kernel_specs(layer)
+    return spec.resolve_input_axis(layer)
 
 
 def as_matrix(array, axis):
@@ -54,10 +55,8 @@ def train_to_end(model, steps=5):
 
 
 def randomize(model, rng):
-    for _, wrapper in tfs.sparse_layers(model):
-        for attribute in wrapper.kernel_attributes:
-            kernel = wrapper.dense_kernel(attribute)
-            kernel.assign(rng.normal(size=kernel.shape).astype("float32"))
+    for kernel in tfs.sparse_kernels(model):
+        kernel.variable.assign(rng.normal(size=kernel.shape).astype("float32"))
 
 
 def test_input_axes_of_the_layer_types():
@@ -72,12 +71,12 @@ def test_input_axes_of_the_layer_types():
     attention.build((None, 5, 6), (None, 5, 6))
     embedding = keras.layers.Embedding(10, 4)
     embedding.build((None,))
-    assert kernels_lib.input_axis(dense, "_kernel") == 0
-    assert kernels_lib.input_axis(conv, "_kernel") == 2
-    assert kernels_lib.input_axis(deconv, "kernel") == 3  # (kh, kw, out, in)
-    assert kernels_lib.input_axis(attention._query_dense, "_kernel") == 0
-    assert kernels_lib.input_axis(attention._output_dense, "_kernel") == 1
-    assert kernels_lib.input_axis(embedding, "_embeddings") is None
+    assert input_axis(dense) == 0
+    assert input_axis(conv) == 2
+    assert input_axis(deconv) == 3  # (kh, kw, out, in)
+    assert input_axis(attention._query_dense) == 0
+    assert input_axis(attention._output_dense) == 1
+    assert input_axis(embedding) is None
 
 
 @pytest.mark.parametrize("method_class", [tfs.MagnitudePruning, tfs.RandomPruning])
@@ -96,7 +95,7 @@ def test_nm_keeps_the_largest_and_never_overprunes_a_group_on_the_way(rng):
     model = mlp((8, 4))
     sparse = tfs.sparsify(model, tfs.MagnitudePruning(schedule(0.75, end_step=3), structure=tfs.NM(1, 4)))
     randomize(sparse, rng)
-    kernel = ops.convert_to_numpy(sparse.layers[0].dense_kernel("_kernel"))
+    kernel = ops.convert_to_numpy(sparse.layers[0].kernels[0].variable)
     for step in range(5):
         tfs.update_masks(sparse, step)
         mask = masks_of(sparse)["fc0/kernel"]
@@ -129,7 +128,7 @@ def test_block_scores_are_mean_magnitudes():
     layer.kernel.assign(np.array([[0.1], [0.1], [0.1], [3.7], [1.5], [1.5], [1.5], [1.5]], "float32"))
     wrapper = tfs.sparsify(layer, tfs.MagnitudePruning(schedule(0.5), structure=tfs.Block((1, 4))))
     train_to_end(wrapper)
-    mask = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"])
+    mask = ops.convert_to_numpy(wrapper.kernels[0].state.mask)
     np.testing.assert_array_equal(mask[:, 0], [0, 0, 0, 0, 1, 1, 1, 1])
 
 
@@ -144,7 +143,7 @@ def test_partial_edge_blocks():
     wrapper = tfs.sparsify(layer, tfs.MagnitudePruning(schedule(1 / 3), structure=tfs.Block((1, 4))))
     assert tfs.Block((1, 4)).num_units((10, 2), 0) == 6
     train_to_end(wrapper)
-    mask = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"])
+    mask = ops.convert_to_numpy(wrapper.kernels[0].state.mask)
     expected = np.ones((10, 2))
     expected[8:, 0] = 0
     expected[:4, 1] = 0

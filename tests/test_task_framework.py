@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_sparsity import cli
+from tf_sparsity_models import cli
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import task as task_lib
 

@@ -43,7 +43,7 @@ def test_mirrored_strategy_keeps_replica_masks_identical_and_exact(rng):
         )
     sparse.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[tfs.SparsityCallback()])
     for path, wrapper in tfs.sparse_layers(sparse):
-        mask = wrapper.sparsity_variables["_kernel"]["mask"]
+        mask = wrapper.kernels[0].state.mask
         replicas = [v.numpy() for v in mask.value.values] if hasattr(mask.value, "values") else None
         replicas = replicas or [r.numpy() for r in strategy.experimental_local_results(mask.value)]
         assert len(replicas) == 2

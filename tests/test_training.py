@@ -109,7 +109,7 @@ def test_global_scope_prunes_the_total_but_not_uniformly():
     live, dead = [], []
     for path, wrapper in tfs.sparse_layers(sparse):
         kernel = ops.convert_to_numpy(wrapper.layer.kernel)
-        mask = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"])
+        mask = ops.convert_to_numpy(wrapper.kernels[0].state.mask)
         live.append(np.abs(kernel[mask == 1]))
         dead.append(np.abs(kernel[mask == 0]))
     assert np.concatenate(dead).max() <= np.concatenate(live).min()
@@ -117,7 +117,7 @@ def test_global_scope_prunes_the_total_but_not_uniformly():
 
 def masks_of(model):
     return {
-        path: ops.convert_to_numpy(w.sparsity_variables["_kernel"]["mask"]).copy()
+        path: ops.convert_to_numpy(w.kernels[0].state.mask).copy()
         for path, w in tfs.sparse_layers(model)
     }
 
@@ -156,7 +156,7 @@ def test_magnitude_masks_are_permanent_but_regrowth_lets_weights_return(rng):
         sparse = tfs.sparsify(models.sequential(), tfs.MagnitudePruning(schedule, regrowth=regrowth))
         compile_model(sparse)
         wrapper = sparse.get_layer("hidden")
-        mask_var = wrapper.sparsity_variables["_kernel"]["mask"]
+        mask_var = wrapper.kernels[0].state.mask
         revived = 0
         previous = np.ones(mask_var.shape)
         for step in range(48):

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from keras import ops
 
 import tf_sparsity as tfs
-from tf_sparsity import cli as tfs_cli
+from tf_sparsity_models import cli as tfs_cli
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import task as task_lib
 from tf_sparsity_models.transformer import bleu

@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tf_sparsity as tfs
-from tf_sparsity import cli as tfs_cli
+from tf_sparsity_models import cli as tfs_cli
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import runner
 from tf_sparsity_models.common import task as task_lib
@@ -30,6 +30,7 @@ from tf_sparsity_models.transformer import bleu
 from tf_sparsity_models.transformer import data as data_lib
 from tf_sparsity_models.transformer import task as transformer_task
 from tf_sparsity_models.transformer import translate
+from tf_sparsity_models.transformer import translator
 from tf_sparsity_models.transformer import vocab as vocab_lib
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
@@ -133,9 +134,9 @@ def test_toy_translation_is_learned_and_served_exactly(method, sparsity, toy_tas
     references = [t for _, t in toy_pairs(50, 1)]
     codec = vocab_lib.Codec(vocab_lib.read(os.path.join(model_dir, vocab_lib.FILENAME)))
     decoding = dict(extra_length=8, jit_compile=False)
-    greedy = translate.Translator(result.model, codec, beam_size=1, **decoding)(sources)
+    greedy = translator.Translator(result.model, codec, beam_size=1, **decoding)(sources)
     assert bleu.score(greedy, references).bleu > 80
-    beam = translate.Translator(result.model, codec, beam_size=4, alpha=0.6, **decoding)(sources)
+    beam = translator.Translator(result.model, codec, beam_size=4, alpha=0.6, **decoding)(sources)
 
     # The saved run translates exactly as the trained model.
     assert translate.load_run(model_dir)(sources) == beam

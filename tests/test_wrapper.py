@@ -29,11 +29,11 @@ def _inputs(shape, rng):
 
 def _random_masks(wrapper, rng):
     chosen = {}
-    for attribute in wrapper.kernel_attributes:
-        mask = wrapper.sparsity_variables[attribute]["mask"]
+    for kernel in wrapper.kernels:
+        mask = kernel.state.mask
         value = (rng.random(mask.shape) > 0.5).astype("float32")
         mask.assign(value)
-        chosen[attribute] = value
+        chosen[kernel.spec.attribute] = value
     return chosen
 
 
@@ -55,8 +55,8 @@ def test_wrapper_computes_with_kernel_times_mask(make, shape, rng):
     expected = ops.convert_to_numpy(reference(x))
     np.testing.assert_allclose(ops.convert_to_numpy(wrapper(x)), expected, rtol=1e-5, atol=1e-5)
     # The wrapped layer's kernel variables are restored after each call.
-    for attribute in wrapper.kernel_attributes:
-        assert isinstance(getattr(layer, attribute), keras.Variable)
+    for kernel in wrapper.kernels:
+        assert isinstance(getattr(layer, kernel.spec.attribute), keras.Variable)
 
 
 def test_pruned_weights_get_no_gradient_and_biases_stay_dense(rng):
@@ -67,7 +67,7 @@ def test_pruned_weights_get_no_gradient_and_biases_stay_dense(rng):
     sparse.compile(keras.optimizers.SGD(0.1), "mse")
     wrapper = sparse.layers[0]
     tfs.update_masks(sparse, 0)
-    mask = ops.convert_to_numpy(wrapper.sparsity_variables["_kernel"]["mask"])
+    mask = ops.convert_to_numpy(wrapper.kernels[0].state.mask)
     kernel_before = ops.convert_to_numpy(wrapper.layer.kernel).copy()
     bias_before = ops.convert_to_numpy(wrapper.layer.bias).copy()
     sparse.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[tfs.SparsityCallback()])
@@ -77,7 +77,7 @@ def test_pruned_weights_get_no_gradient_and_biases_stay_dense(rng):
     np.testing.assert_array_equal(kernel_after[mask == 0], kernel_before[mask == 0])
     assert np.all(kernel_after[mask == 1] != kernel_before[mask == 1])
     assert np.all(ops.convert_to_numpy(wrapper.layer.bias) != bias_before)
-    assert not wrapper.sparsity_variables["_kernel"]["mask"].trainable
+    assert not wrapper.kernels[0].state.mask.trainable
 
 
 def test_wrapper_rejects_unsupported_layers():

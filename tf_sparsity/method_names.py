@@ -3,6 +3,9 @@ it, as `"module:Class"` text, so that tools which only need the names
 (`tf-sparsity sweep`) do not load Keras. `tfs.METHODS` holds the classes.
 
 Adding a method: one new module under `tf_sparsity/methods/`, one line here.
+
+This module must import nothing: `tf_sparsity_models` reads it on its own,
+by file path, so that `tf-sparsity sweep` never loads Keras.
 """
 
 METHOD_CLASSES = {

@@ -61,7 +61,7 @@ def add_train_parser(subparsers, task_name=DEFAULT_TASK):
         help="set any config value, e.g. --set blocks=1,1,1,1 (repeatable)",
     )
     parser.add_argument("--list_configs", action="store_true", help="list the presets and exit")
-    parser.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2)")
+    parser.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2; default: 2)")
     parser.set_defaults(func=train_command)
     if task_name is None:
         return
@@ -79,6 +79,9 @@ def add_train_parser(subparsers, task_name=DEFAULT_TASK):
             # `--synthetic_data` alone means true; `--export false` works too.
             extra = dict(nargs="?", const="true")
         help_text = spec.metadata["help"]
+        choices = config_lib.field_choices(spec)
+        if choices is not None:
+            help_text += f"; one of: {', '.join(map(str, choices))}"
         if spec.default is not None:  # Else the help says what None means.
             help_text += f" (default: {config_lib.default_text(spec)})"
         values.add_argument(
@@ -94,7 +97,7 @@ def train_command(args):
     """Runs `tf-sparsity train` for parsed `args`; returns the exit code.
 
     `args.boundary`, when the entry point sets it, gives a Keras callback
-    marking where bad input ends (see `tf_sparsity.cli.Boundary`).
+    marking where bad input ends (see `tf_sparsity_models.cli.Boundary`).
     """
     task = task_lib.get(args.task)
     if args.list_configs:
@@ -104,6 +107,8 @@ def train_command(args):
     config = config_from_args(task, args)
     if not args.model_dir:
         raise ValueError("--model_dir is required")
+    # The runner loads Keras and TensorFlow: only when a run starts, since
+    # this parser is built for every command (`report` must start without).
     from tf_sparsity_models.common import runner
 
     boundary = getattr(args, "boundary", None)

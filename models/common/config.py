@@ -12,6 +12,9 @@ fills what was left to it (e.g. the paper's settings for that run).
 import dataclasses
 import json
 import numbers
+import pathlib
+
+from tf_sparsity_models.common import methods as methods_lib
 
 DENSE = "dense"
 #: Runs that retrain the masks a finished run learned (the paper's Section 6).
@@ -22,9 +25,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 def method_names():
     """Every method a run can use: the library's methods and "dense"."""
-    import tf_sparsity.methods  # Only the registry is needed.
-
-    return (DENSE, *sorted(tf_sparsity.methods.REGISTRY))
+    return (DENSE, *methods_lib.names())
 
 
 def field(
@@ -130,6 +131,12 @@ def fields(config_class):
     return {f.name: f for f in dataclasses.fields(config_class)}
 
 
+def field_choices(spec):
+    """The allowed values of the field `spec` (a dataclass field), or None."""
+    choices = spec.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
 def check_fields(config):
     """Checks every field against its declared choices and bounds.
 
@@ -141,9 +148,7 @@ def check_fields(config):
         if value is None:
             continue
         meta = spec.metadata
-        choices = meta.get("choices")
-        if callable(choices):
-            choices = choices()
+        choices = field_choices(spec)
         if choices is not None and value not in choices:
             raise ValueError(f"unknown {name} {value!r} (known: {', '.join(map(str, choices))})")
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -319,8 +324,6 @@ def make_config(task, preset=None, overrides=None):
 
 def _source_hparams(task, mask_from):
     """The config fields of the finished run in `mask_from`."""
-    import pathlib
-
     row_path = pathlib.Path(mask_from) / "result.json"
     masks_path = pathlib.Path(mask_from) / "masks.npz"
     for path in (row_path, masks_path):

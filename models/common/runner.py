@@ -30,7 +30,7 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity import structures
-from tf_sparsity.reporting import rows as rows_lib
+from tf_sparsity_models.reporting import rows as rows_lib
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import distribute
 from tf_sparsity_models.common import task as task_lib
@@ -163,12 +163,10 @@ def prepare_variant(model, config):
     shuffle = config.seed if config.variant == "distribution_only" else None
     tfs.load_masks(model, masks_path, shuffle_seed=shuffle)
     if config.scale_init and config.variant != "lottery":
-        for _, wrapper in tfs.sparse_layers(model):
-            for attribute in wrapper.kernel_attributes:
-                mask = ops.convert_to_numpy(wrapper.sparsity_variables[attribute]["mask"])
-                density = max(float(mask.mean()), 1e-6)
-                kernel = wrapper.dense_kernel(attribute)
-                kernel.assign(ops.convert_to_numpy(kernel) / math.sqrt(density))
+        for kernel in tfs.sparse_kernels(model):
+            mask = ops.convert_to_numpy(kernel.state.mask)
+            density = max(float(mask.mean()), 1e-6)
+            kernel.variable.assign(ops.convert_to_numpy(kernel.variable) / math.sqrt(density))
 
 
 def build_sparse_model(task, config, data):
@@ -308,7 +306,7 @@ def _callbacks(config, backup_dir, logs_dir):
 
 
 def result_row(task, config, model, report, results, wall_time, dataset, replicas):
-    """The run's result row (`tf_sparsity.reporting.rows.make_row`): the
+    """The run's result row (`tf_sparsity_models.reporting.rows.make_row`): the
     shared fields, the task's metrics (None where not evaluated), and
     `main_metric` naming the task's."""
     lineage = {}

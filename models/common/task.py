@@ -5,9 +5,15 @@ presets, its data, model, compilation, evaluation metrics and export. The
 shared runner (`runner.py`) does the rest (strategy, precision, sparsify,
 callbacks, resume, evaluation, saving, result row). Adding a task is one new
 folder with a module defining a `Task` and one line in `TASKS` below (or a
-call to `register` for a task of your own).
+call to `register` for a task of your own). A task may also add its own
+`tf-sparsity` subcommands (the Transformer's `translate`): one line in
+`COMMANDS`.
+
+This module imports neither Keras nor TensorFlow: the `tf-sparsity` command
+lists the tasks and their subcommands for every command, `report` included.
 """
 
+import dataclasses
 import importlib
 
 from tf_sparsity_models.common import config as config_lib
@@ -22,12 +28,17 @@ class Task:
         config_class: its `RunConfig` subclass.
         presets: `{name: {field: value}}` for `--config`.
         main_metric: the metric the task is judged on (a key of `metrics`).
+        commands: for a task added with `register`, the modules adding its
+            own `tf-sparsity` subcommands, each with an
+            `add_parser(subparsers)` (the built-in tasks list theirs in
+            `COMMANDS`).
     """
 
     name = None
     config_class = config_lib.RunConfig
     presets = {}
     main_metric = None
+    commands = ()
 
     def resolve(self, config):
         """Task checks and task defaults for `config` (already field-checked);
@@ -37,8 +48,6 @@ class Task:
     def stretch(self, config, factor):
         """`config` trained `factor` times longer (the scratch_b variant):
         steps here; a task stretches its step-counted schedules too."""
-        import dataclasses
-
         steps = round(config.steps * factor)
         steps -= steps % config.steps_per_execution
         return dataclasses.replace(config, steps=steps)
@@ -86,6 +95,7 @@ class Task:
 
     def export(self, model, export_dir, config, data):
         """Writes the serving SavedModel (default: `tfs.export_saved_model`)."""
+        # Keras loads with the run, not with this module (see its docstring).
         import tf_sparsity as tfs
 
         tfs.export_saved_model(model, export_dir, overwrite=True)
@@ -95,6 +105,13 @@ class Task:
 TASKS = {
     "resnet50": "tf_sparsity_models.resnet50.task:TASK",
     "transformer": "tf_sparsity_models.transformer.task:TASK",
+}
+
+#: Task name -> the modules adding the task's own `tf-sparsity`
+#: subcommands, each with an `add_parser(subparsers)`; listed here so that
+#: building the command's parser imports no task.
+COMMANDS = {
+    "transformer": ("tf_sparsity_models.transformer.cli",),
 }
 
 _REGISTERED = {}
@@ -110,6 +127,18 @@ def register(task):
 
 def names():
     return sorted({*TASKS, *_REGISTERED})
+
+
+def command_modules():
+    """The modules adding the tasks' own `tf-sparsity` subcommands, each
+    with an `add_parser(subparsers)`, in task order (imports no task)."""
+    modules = []
+    for name in names():
+        task = _REGISTERED.get(name)
+        for module in task.commands if task is not None else COMMANDS.get(name, ()):
+            if module not in modules:
+                modules.append(module)
+    return modules
 
 
 def get(name):

@@ -4,7 +4,8 @@ Modules, one job each:
 
 - `model`: the encoder-decoder `Transformer` (keras-hub blocks, one shared
   embedding) and which weights are sparsified;
-- `vocab`: the shared SentencePiece vocabulary (build, read, `Codec`);
+- `vocab`: the shared SentencePiece vocabulary (its training text, build,
+  read, `Codec`);
 - `data`: TFDS (or in-memory, or synthetic) sentence pairs, tokenized,
   bucketed and batched by tokens;
 - `decoding`: cached greedy and length-penalized beam search;
@@ -14,5 +15,6 @@ Modules, one job each:
 - `task`: the `Task` that `tf-sparsity train --task transformer` runs through
   the shared runner;
 - `export`: the string-in, string-out SavedModel for TF Serving;
-- `translate`, `cli`: the `Translator` and `tf-sparsity translate`.
+- `translator`: the `Translator` (sentences in, translations out);
+- `translate`, `cli`: `tf-sparsity translate` (its work, its flags).
 """

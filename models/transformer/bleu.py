@@ -38,6 +38,8 @@ def _check(hypotheses, references):
 
 def sacrebleu_score(hypotheses, references):
     """`(score, signature)` of sacreBLEU on detokenized text."""
+    # sacreBLEU and sacremoses load when BLEU is computed: a run that scores
+    # no BLEU (`bleu_examples` 0) works without them.
     import sacrebleu
 
     _check(hypotheses, references)
@@ -54,6 +56,7 @@ def split_compounds(text):
 def moses_tokenize(sentences, language="de", normalize=False):
     """Moses-tokenized sentences (sacremoses; `normalize`: first replace
     Unicode punctuation, as `replace-unicode-punctuation.perl`)."""
+    # Loaded when BLEU is computed (see `sacrebleu_score`).
     from sacremoses import MosesPunctNormalizer
     from sacremoses import MosesTokenizer
 
@@ -70,6 +73,7 @@ def moses_tokenize(sentences, language="de", normalize=False):
 def tokenized_bleu(hypotheses, references, language="de"):
     """The paper's BLEU: Moses tokenization, compound splitting, then
     multi-bleu.perl's corpus BLEU."""
+    # Loaded when BLEU is computed (see `sacrebleu_score`).
     import sacrebleu
 
     _check(hypotheses, references)

@@ -218,7 +218,7 @@ class TFDSTranslation(_TokenizedTranslation):
         else:
             path = os.path.join(model_dir, vocab_lib.FILENAME)
             if not tf.io.gfile.exists(path):
-                sentences, total = vocabulary_text(
+                sentences, total = vocab_lib.vocabulary_text(
                     config.dataset, data_dir,
                     (config.source_language, config.target_language),
                     config.vocabulary_sentences, builder=self.builder,
@@ -271,27 +271,6 @@ class TextPairs(_TokenizedTranslation):
         if input_context is not None and input_context.num_input_pipelines > 1:
             dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         return dataset
-
-
-def vocabulary_text(name, data_dir, languages, sentences, builder=None):
-    """`(iterator of sentences, count)`: about `sentences` pairs spread over
-    the training split (every k-th pair), both languages of each."""
-    if builder is None:
-        builder = tfds_data.open_builder(name, data_dir)
-    size = tfds_data.split_size(builder.info.splits, "train")
-    pairs = builder.as_dataset(split="train", shuffle_files=False)
-    stride = max(size // sentences, 1) if size else 1
-    if stride > 1:
-        pairs = pairs.shard(stride, 0)
-    pairs = pairs.take(sentences)
-    total = min(sentences, -(-size // stride)) * len(languages) if size else None
-
-    def text():
-        for pair in pairs.as_numpy_iterator():
-            for language in languages:
-                yield pair[language]
-
-    return text(), total
 
 
 class SyntheticTranslation:

@@ -21,6 +21,8 @@ import keras
 import keras_hub
 from keras import ops
 
+import tf_sparsity as tfs
+
 PAD_ID = 0
 EOS_ID = 1
 EMBEDDING_NAME = "shared_embedding"
@@ -209,8 +211,6 @@ def sparsity_distribution(embedding_sparsity=None):
     embedding its own target (the reference's `embedding_sparsity` hparam);
     0 keeps it dense (the paper's `mpfc` runs).
     """
-    import tf_sparsity as tfs
-
     if embedding_sparsity is None:
         return tfs.Uniform()
     if embedding_sparsity == 0:

@@ -15,7 +15,7 @@ from tf_sparsity_models.transformer import loss as loss_lib
 from tf_sparsity_models.transformer import lr_schedule
 from tf_sparsity_models.transformer import model as model_lib
 from tf_sparsity_models.transformer import vocab as vocab_lib
-from tf_sparsity_models.transformer.translate import Translator
+from tf_sparsity_models.transformer.translator import Translator
 
 
 class TransformerTask(task_lib.Task):

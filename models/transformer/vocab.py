@@ -21,8 +21,11 @@ import shutil
 import tempfile
 
 import keras
+import keras_hub
 import tensorflow as tf
 
+from tf_sparsity_models.common import tfds_data
+from tf_sparsity_models.transformer import configs
 from tf_sparsity_models.transformer.model import EOS_ID
 from tf_sparsity_models.transformer.model import PAD_ID
 
@@ -48,6 +51,8 @@ def build(sentences, path, vocabulary_size, total=None, print_fn=print):
         ValueError: no sentences, or too few distinct pieces for
             `vocabulary_size`.
     """
+    # Only building a vocabulary needs the sentencepiece package; reading
+    # and tokenizing go through keras-hub and tensorflow-text.
     import sentencepiece as spm
 
     workdir = tempfile.mkdtemp(prefix="tf_sparsity_vocab_")
@@ -114,8 +119,6 @@ def tokenizer(proto):
     Make it after `keras.utils.set_random_seed` / `tf.random.set_seed`:
     seeding TensorFlow drops the ops' resources made before it.
     """
-    import keras_hub
-
     tokenizer = keras_hub.tokenizers.SentencePieceTokenizer(proto=proto, dtype="int32")
     # Called once eagerly: keras-hub creates its tensorflow-text op on the
     # first call, and one created inside a tf.data function dies with it.
@@ -165,19 +168,47 @@ class Codec:
         return [s.decode("utf-8") for s in self._detokenize(ragged).numpy()]
 
 
-def main(argv=None):
-    from tf_sparsity_models.transformer import configs
-    from tf_sparsity_models.transformer import data as data_lib
+def vocabulary_text(name, data_dir, languages, sentences, builder=None):
+    """`(iterator of sentences, count)`: about `sentences` pairs spread over
+    the training split (every k-th pair), both languages of each."""
+    if builder is None:
+        builder = tfds_data.open_builder(name, data_dir)
+    size = tfds_data.split_size(builder.info.splits, "train")
+    pairs = builder.as_dataset(split="train", shuffle_files=False)
+    stride = max(size // sentences, 1) if size else 1
+    if stride > 1:
+        pairs = pairs.shard(stride, 0)
+    pairs = pairs.take(sentences)
+    total = min(sentences, -(-size // stride)) * len(languages) if size else None
 
+    def text():
+        for pair in pairs.as_numpy_iterator():
+            for language in languages:
+                yield pair[language]
+
+    return text(), total
+
+
+def main(argv=None):
     defaults = configs.TransformerConfig()
     parser = argparse.ArgumentParser(description="Build the shared subword vocabulary.")
     parser.add_argument("--output", required=True, help="the .spm file to write")
-    parser.add_argument("--dataset", default=defaults.dataset)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--vocabulary_size", type=int, default=defaults.vocabulary_size)
-    parser.add_argument("--sentences", type=int, default=defaults.vocabulary_sentences)
+    parser.add_argument(
+        "--dataset", default=defaults.dataset,
+        help=f"TFDS translation dataset (default: {defaults.dataset})",
+    )
+    parser.add_argument("--data_dir", default=None, help="TFDS data directory (default: TFDS's)")
+    parser.add_argument(
+        "--vocabulary_size", type=int, default=defaults.vocabulary_size,
+        help=f"pieces in the vocabulary (default: {defaults.vocabulary_size})",
+    )
+    parser.add_argument(
+        "--sentences", type=int, default=defaults.vocabulary_sentences,
+        help="training sentence pairs the vocabulary is built from "
+        f"(default: {defaults.vocabulary_sentences})",
+    )
     args = parser.parse_args(argv)
-    sentences, total = data_lib.vocabulary_text(
+    sentences, total = vocabulary_text(
         args.dataset, args.data_dir, (defaults.source_language, defaults.target_language),
         args.sentences,
     )

@@ -215,8 +215,6 @@ class DropAndGrowUpdate(updates.UpdateGroup):
         method.check_optimizer(training_optimizer(self.model))
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
         counts = self.move_counts(step, masks)
-        if not any(counts):
-            return
         results = self._compiled(
             [ops.convert_to_tensor(k.variable) for k in self.kernels],
             masks,

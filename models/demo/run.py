@@ -7,9 +7,9 @@ import keras
 
 import tf_sparsity as tfs
 from tf_sparsity import _validation as validate
-from tf_sparsity.reporting import rows as rows_lib
-from tf_sparsity.demo import data as data_lib
-from tf_sparsity.demo import lenet
+from tf_sparsity_models.demo import data as data_lib
+from tf_sparsity_models.demo import lenet
+from tf_sparsity_models.reporting import rows as rows_lib
 
 #: Architectures `train_lenet` can build.
 ARCHITECTURES = {"lenet300": lenet.lenet_300_100, "lenet5": lenet.lenet5}

@@ -32,8 +32,8 @@ import shutil
 import subprocess
 import sys
 
-from tf_sparsity import method_names
-from tf_sparsity.reporting import rows as rows_lib
+from tf_sparsity_models.common import methods as methods_lib
+from tf_sparsity_models.reporting import rows as rows_lib
 
 TRAIN_COMMAND = ("tf-sparsity", "train")
 SPEC_KEYS = ("task", "methods", "sparsities", "seeds", "hparams", "args")
@@ -69,6 +69,7 @@ def load_spec(path):
             raise ValueError(f"{path}: invalid JSON: {error}") from None
     if path.suffix in (".yaml", ".yml"):
         try:
+            # Only YAML specs need PyYAML (JSON ones need nothing).
             import yaml
         except ImportError:
             raise ValueError(
@@ -228,7 +229,7 @@ def expand_grid(spec, out_dir=None):
 
 def known_methods():
     """Method names every task accepts: the library's methods and dense."""
-    return {DENSE_METHOD, *method_names.METHOD_CLASSES}
+    return {DENSE_METHOD, *methods_lib.names()}
 
 
 def make_run_id(task, method, sparsity, seed, hparams=None):

@@ -230,7 +230,9 @@ def write_row(directory, row, filename=RESULT_FILENAME):
     text = json.dumps(row, indent=2)
     path = f"{str(directory).rstrip('/')}/{filename}"
     if "://" in str(directory):
-        import tensorflow as tf  # Only for remote storage such as gs://.
+        # Only remote storage (gs://) needs TensorFlow; `tf-sparsity report`
+        # starts without it.
+        import tensorflow as tf
 
         tf.io.gfile.makedirs(str(directory))
         with tf.io.gfile.GFile(path + ".tmp", "w") as f:

