@@ -85,7 +85,9 @@ def test_exact_names_and_path_stretches_match():
 
 def test_partial_names_and_skipping_stretches_do_not_match():
     item = info("outer", "block_0", "up")
-    for pattern in ["u", "bloc", "block_0/u", "lock_0/up", "outer/up", "up/", "/up", "down", "OUTER"]:
+    for pattern in [
+        "u", "bloc", "block_0/u", "lock_0/up", "outer/up", "up/", "/up", "down", "OUTER"
+    ]:
         assert not selection.matches(pattern, item), pattern
 
 
@@ -222,7 +224,8 @@ def test_layers_selects_by_a_stretch_of_a_nested_functional_path():
     assert "functional_17/block/down" in model_paths
 
 
-@pytest.mark.tensorflow  # keras-hub's model building is slow on JAX; the matching is not backend code
+# keras-hub models build slowly on JAX; the matching is not backend code.
+@pytest.mark.tensorflow
 def test_layers_path_stretch_skips_a_keras_hub_backbone_name():
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.GPT2Backbone(
@@ -238,7 +241,8 @@ def test_layers_path_stretch_skips_a_keras_hub_backbone_name():
     assert backbone.transformer_layers[1]._self_attention_layer._query_dense is wrapper
 
 
-@pytest.mark.tensorflow  # keras-hub's model building is slow on JAX; the matching is not backend code
+# keras-hub models build slowly on JAX; the matching is not backend code.
+@pytest.mark.tensorflow
 def test_layers_selects_every_layer_inside_a_keras_hub_block_class():
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.GPT2Backbone(
