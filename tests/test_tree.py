@@ -16,12 +16,9 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tests import models
-from tests.conftest import BACKEND
 from tf_sparsity import tree
 
 pytestmark = pytest.mark.core
-
-ON_TF = BACKEND == "tensorflow"
 
 
 class Doubled(keras.layers.Wrapper):
@@ -208,30 +205,61 @@ def test_walk_key_paths_of_list_tuple_and_dict_slots():
     assert set(keys) == {"single", "in_list", "in_tuple", "in_dict"}
 
 
-def test_walk_key_path_of_a_layer_held_only_by_the_tracker():
+def test_walk_key_paths_reach_into_nested_containers():
     class Nested(keras.layers.Layer):
         def __init__(self):
             super().__init__()
-            self.groups = [[layers.Dense(2, name="deep")]]
+            self.groups = [[layers.Dense(2, name="deep")], ({"k": layers.Dense(2, name="deeper")},)]
 
     owner = Nested()
+    keys = {node.layer.name: node.key_path for node in tree.walk(owner)}
+    assert keys == {
+        "deep": (("item", "groups", 0, 0),),
+        "deeper": (("item", "groups", 1, 0, "k"),),
+    }
+    assert tree.layer_at(owner, keys["deeper"]) is owner.groups[1][0]["k"]
+
+
+def test_walk_key_path_of_a_layer_held_only_by_the_tracker():
+    class InSet(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.group = {layers.Dense(2, name="unordered")}
+
+    owner = InSet()
     (node,) = list(tree.walk(owner))
     step = node.key_path[0]
     assert step[0] == "tracked"
-    assert owner._layers[step[1]] is node.layer is owner.groups[0][0]
+    assert owner._layers[step[1]] is node.layer
+    assert node.layer in owner.group
 
 
-@pytest.mark.xfail(
-    ON_TF,
-    strict=True,
-    reason="tree bug: on TensorFlow, Keras layers also list their attributes "
-    "in TF's `_self_unconditional_dependency_names` dict, which `children` "
-    "reads first, so an attribute's key path is ['item', "
-    "'_self_unconditional_dependency_names', name] instead of ['attr', name]. "
-    "Key paths then differ between backends: a subclassed sparse model saved "
-    "by tfs.save on one backend fails tfs.load on the other ('The rebuilt "
-    "model has no layer at ...').",
-)
+def test_layer_at_follows_any_slot_and_returns_none_for_a_missing_path():
+    model = models.subclassed()
+    assert tree.layer_at(model, ()) is model
+    assert tree.layer_at(model, [["item", "blocks", 1], ["attr", "up"]]) is model.blocks[1].up
+    assert tree.layer_at(model, (("attr", "attention"), ("attr", "_query_dense"))) is (
+        model.attention._query_dense
+    )
+    assert tree.layer_at(model, (("attr", "nothing"),)) is None
+    assert tree.layer_at(model, (("item", "blocks", 5),)) is None
+    nested = models.functional_with_nested()
+    assert tree.layer_at(nested, (("layer", "inner_model"), ("layer", "inner_dense"))) is (
+        nested.get_layer("inner_model").get_layer("inner_dense")
+    )
+
+    # A layer held twice is reached through either slot, not only the first.
+    class TwoSlots(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(2)
+            self.listed = [self.dense]
+
+    owner = TwoSlots()
+    assert tree.layer_at(owner, (("attr", "dense"),)) is owner.dense
+    assert tree.layer_at(owner, (("item", "listed", 0),)) is owner.dense
+
+
 def test_attribute_key_paths_are_attr_steps_on_every_backend():
     model = models.subclassed()
     keys = {tree.path_string(node.name_path): node.key_path for node in tree.walk(model)}
@@ -240,14 +268,6 @@ def test_attribute_key_paths_are_attr_steps_on_every_backend():
     assert keys["block_0/up"] == (("item", "blocks", 0), ("attr", "up"))
 
 
-@pytest.mark.xfail(
-    ON_TF,
-    strict=True,
-    reason="tree bug: on TensorFlow, `children` reaches a Sequential's "
-    "internal `_functional` model through TF's "
-    "`_self_unconditional_dependency_names` dict (the attribute itself is "
-    "skipped), so walk yields a spurious child 'functional'.",
-)
 def test_walk_of_sequential_yields_only_its_own_layers():
     model = models.sequential()
     assert name_paths(model) == ["hidden", "bn", "logits"]
@@ -395,15 +415,6 @@ def test_transform_sequential_model(rng):
     assert names[-1] == "logits_x2"
 
 
-@pytest.mark.xfail(
-    not ON_TF,
-    strict=True,
-    reason="tree inconsistency (low impact): transform swaps the operations "
-    "of a Sequential's internal `_functional` but not its `_layers` list or "
-    "tracker, so `model._functional._layers` still holds the replaced layer "
-    "(on TF the spurious walk through `_self_unconditional_dependency_names` "
-    "happens to fix it; fixing that walk breaks TF the same way).",
-)
 def test_transform_sequential_updates_its_internal_functional_layer_list():
     model = models.sequential()
     logits = model.get_layer("logits")
@@ -414,27 +425,46 @@ def test_transform_sequential_updates_its_internal_functional_layer_list():
     assert_tracker_consistent(functional)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tree bug: graph nodes are shared by every Functional built on "
-    "the same tensors (`keras.Model(base.input, head(base.output))`, the usual "
-    "transfer-learning pattern). transform rewires those nodes to the new "
-    "layer but updates only the models under `root`, so `base`'s nodes call "
-    "the replacement while `base.layers`/`_operations` still list the old "
-    "layer, and `base.get_config()` raises 'RuntimeError: Internal error: "
-    "could not find node key' (base.save fails). Same through tfs.sparsify.",
-)
 def test_transform_leaves_a_model_sharing_the_graph_consistent(rng):
     inputs = keras.Input((8,))
     base = keras.Model(inputs, layers.Dense(6, name="feat")(inputs), name="base")
     model = keras.Model(base.input, layers.Dense(2, name="head")(base.output))
     assert [layer.name for layer in model.layers] == ["input_layer", "feat", "head"]
-    tree.transform(model, replace_named("feat"))
-    # Whichever layer `base` runs, its graph and its config must agree.
+    x = rng.normal(size=(3, 8)).astype("float32")
+    feat = base.get_layer("feat")
+    features = numpy(base(x))
+    new = tree.transform(model, replace_named("feat"))[id(feat)]
+    # The nodes are shared, so `base` now calls the replacement too: its
+    # graph, its layer lists and its config all say so.
     listed = {id(op) for op in base._operations}
     for nodes in base._nodes_by_depth.values():
         assert all(id(node.operation) in listed for node in nodes)
-    keras.Model.from_config(base.get_config())
+    assert_graph_uses(base, new, feat)
+    assert_tracker_consistent(base)
+    np.testing.assert_allclose(numpy(base(x)), 2 * features, rtol=1e-6)
+    with keras.saving.custom_object_scope({"Doubled": Doubled}):
+        rebuilt = keras.Model.from_config(base.get_config())
+    assert isinstance(rebuilt.get_layer("feat_x2"), Doubled)
+
+
+def test_transform_updates_a_sequential_whose_graph_another_model_shares(rng):
+    base = models.sequential()
+    model = keras.Model(base.inputs, layers.Dense(2, name="head")(base.outputs[0]))
+    logits = base.get_layer("logits")
+    new = tree.transform(model, replace_named("logits"))[id(logits)]
+    assert base.layers[-1] is new
+    assert_tracker_consistent(base)
+    assert_graph_uses(base._functional, new, logits)
+    assert_tracker_consistent(base._functional)
+    assert [c["config"]["name"] for c in base.get_config()["layers"]][-1] == "logits_x2"
+
+
+def test_transform_of_an_unshared_graph_leaves_other_models_alone():
+    first, second = models.sequential(), models.sequential()
+    logits = second.get_layer("logits")
+    tree.transform(first, replace_named("logits"))
+    assert second.layers[-1] is logits
+    assert second._functional.layers[-1] is logits
 
 
 # --- transform: attributes, lists, dicts, trackers --------------------------
@@ -555,16 +585,6 @@ def test_transform_layer_shared_by_two_owners_is_replaced_in_both(rng):
     assert len(model.weights) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tree bug: a layer in a nested container (a list of lists, a "
-    "common stage/block layout) is reached as a 'tracked' child; transform "
-    "replaces it in `_layers` and the tracker but not in the nested list "
-    "that `call` reads, so the model keeps calling the old layer. Through "
-    "tfs.sparsify the wrapper is created, listed by sparse_layers and "
-    "sparsity_summary (90% after update_masks), yet the model computes with "
-    "the dense kernel.",
-)
 def test_transform_replaces_a_layer_in_a_nested_list(rng):
     class Stages(keras.Model):
         def __init__(self):
@@ -587,13 +607,6 @@ def test_transform_replaces_a_layer_in_a_nested_list(rng):
     np.testing.assert_allclose(numpy(model(x)), 2 * before, rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tree bug: `_replace_slot` rebuilds a tuple as "
-    "`type(container)(items)`, which fails for a namedtuple (TypeError on "
-    "JAX; on TF, whose tuple wrapper then holds a plain list, `call` fails "
-    "with AttributeError).",
-)
 def test_transform_replaces_a_layer_in_a_namedtuple(rng):
     Pair = collections.namedtuple("Pair", ["first", "second"])
 
@@ -614,6 +627,95 @@ def test_transform_replaces_a_layer_in_a_namedtuple(rng):
     tree.transform(model, replace_named("first"))
     assert isinstance(model.pair.first, Doubled)
     np.testing.assert_allclose(numpy(model(x)), 2 * before, rtol=1e-6)
+
+
+class Nested(keras.Model):
+    """Bias-free Dense layers in nested containers, called in a chain."""
+
+    Pair = collections.namedtuple("Pair", ["first", "second"])
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        dense = lambda name: layers.Dense(4, use_bias=False, name=name)
+        self.stages = [[dense("a"), dense("b")], [dense("c")]]
+        self.heads = ({"up": dense("d")}, [dense("e")])
+        self.pairs = [self.Pair(dense("f"), dense("g"))]
+
+    def call(self, x):
+        for stage in self.stages:
+            for layer in stage:
+                x = layer(x)
+        x = self.heads[1][0](self.heads[0]["up"](x))
+        return self.pairs[0].second(self.pairs[0].first(x))
+
+
+def test_transform_replaces_layers_in_nested_lists_tuples_dicts_and_namedtuples(rng):
+    model = Nested()
+    x = rng.normal(size=(3, 4)).astype("float32")
+    before = numpy(model(x))
+    heads = model.heads
+    replacements = tree.transform(model, replace_named("a", "c", "d", "e", "g"))
+    assert len(replacements) == 5
+    assert [layer.name for layer in model.stages[0]] == ["a_x2", "b"]
+    assert model.stages[1][0].name == "c_x2"
+    assert model.heads[0]["up"].name == "d_x2" and model.heads[1][0].name == "e_x2"
+    assert heads[0] is model.heads[0]  # changed in place where Python allows
+    assert type(model.pairs[0]) is Nested.Pair
+    assert (model.pairs[0].first.name, model.pairs[0].second.name) == ("f", "g_x2")
+    assert_tracker_consistent(model)
+    assert sorted(layer.name for layer in model._layers) == [
+        "a_x2", "b", "c_x2", "d_x2", "e_x2", "f", "g_x2"
+    ]
+    np.testing.assert_allclose(numpy(model(x)), 32 * before, rtol=1e-5)
+    keys = {node.layer.name: node.key_path for node in tree.walk(model)}
+    assert keys["c_x2"] == (("item", "stages", 1, 0),)
+    assert keys["d_x2"] == (("item", "heads", 0, "up"),)
+    assert keys["g_x2"] == (("item", "pairs", 0, 1),)
+
+
+def test_transform_replaces_a_layer_held_in_a_set(rng):
+    class InSet(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.group = {layers.Dense(4, use_bias=False, name="only")}
+
+        def call(self, x):
+            (layer,) = self.group
+            return layer(x)
+
+    model = InSet()
+    x = rng.normal(size=(3, 4)).astype("float32")
+    before = numpy(model(x))
+    (old,) = model.group
+    new = tree.transform(model, replace_named("only"))[id(old)]
+    assert model.group == {new}
+    assert_tracker_consistent(model)
+    np.testing.assert_allclose(numpy(model(x)), 2 * before, rtol=1e-6)
+
+
+@pytest.mark.tensorflow
+def test_transform_keeps_tensorflows_attribute_records(tmp_path):
+    """TensorFlow checkpoints and SavedModels see attributes through TF's own
+    record of them, which must name the replacements too."""
+    import tensorflow as tf
+
+    model = holder()
+    single, in_tuple = model.single, model.in_tuple[0]
+    replacements = tree.transform(model, replace_named("single", "in_tuple"))
+    children = model._trackable_children()
+    assert children["single"] is replacements[id(single)] is model.single
+    assert children["in_tuple"][0] is replacements[id(in_tuple)]
+    assert model._self_unconditional_dependency_names["single"] is model.single
+    # A checkpoint round trip reaches their weights through those records
+    # (TF does not see into Keras's own lists and dicts, replaced or not).
+    weights = model.single.weights + model.in_tuple[0].weights
+    values = [numpy(w) for w in weights]
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    for weight in weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
+    tf.train.Checkpoint(model=model).read(path)
+    for weight, value in zip(weights, values):
+        np.testing.assert_array_equal(numpy(weight), value)
 
 
 # --- transform: arguments and bookkeeping -----------------------------------
@@ -712,3 +814,48 @@ def test_sparsify_through_transform_wraps_every_slot_of_a_shared_layer(rng):
     assert_graph_uses(model, wrapper, shared)
     assert len(wrapper._inbound_nodes) == 2
     np.testing.assert_allclose(numpy(model(x)), before, rtol=1e-5, atol=1e-6)
+
+
+def test_sparsify_computes_with_the_masks_of_layers_in_nested_containers(rng):
+    model = Nested()
+    x = rng.normal(size=(3, 4)).astype("float32")
+    dense = numpy(model(x))
+    tfs.sparsify(model, tfs.MagnitudePruning(tfs.ConstantSparsity(0.75, frequency=1)))
+    tfs.update_masks(model, 0)
+    wrappers = {wrapper.layer.name: wrapper for _, wrapper in tfs.sparse_layers(model)}
+    assert sorted(wrappers) == list("abcdefg")
+    assert model.stages[1][0] is wrappers["c"] and model.pairs[0].second is wrappers["g"]
+    # The model computes with every masked kernel, in call order.
+    expected = x
+    for name in "abcdefg":
+        (kernel,) = wrappers[name].kernels
+        folded = numpy(kernel.inference_value())
+        assert (folded == 0).mean() == 0.75
+        expected = expected @ folded
+    np.testing.assert_allclose(numpy(model(x)), expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(numpy(model(x)), dense, atol=1e-3)
+    assert tfs.sparsity_summary(model, print_fn=None).global_sparsity == pytest.approx(0.75)
+    np.testing.assert_allclose(numpy(tfs.strip(model)(x)), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_sparsify_a_model_built_on_another_models_tensors_makes_both_sparse(rng, tmp_path):
+    inputs = keras.Input((8,))
+    base = keras.Model(inputs, layers.Dense(6, name="feat")(inputs), name="base")
+    model = keras.Model(base.input, layers.Dense(2, name="head")(base.output))
+    tfs.sparsify(model, tfs.MagnitudePruning(tfs.ConstantSparsity(0.5, frequency=1)))
+    tfs.update_masks(model, 0)
+    wrapper = model.get_layer("feat")
+    assert base.get_layer("feat") is wrapper
+    assert [path for path, _ in tfs.sparse_layers(base)] == ["feat"]
+    x = rng.normal(size=(3, 8)).astype("float32")
+    (kernel,) = wrapper.kernels
+    expected = x @ numpy(kernel.inference_value()) + numpy(wrapper.layer.bias)
+    np.testing.assert_allclose(numpy(base(x)), expected, rtol=1e-5, atol=1e-6)
+    base.save(tmp_path / "base.keras")
+    restored = keras.saving.load_model(tmp_path / "base.keras")
+    np.testing.assert_allclose(numpy(restored(x)), expected, rtol=1e-5, atol=1e-6)
+    # Stripping the outer model strips the shared graph for both.
+    tfs.strip(model, in_place=True)
+    assert base.get_layer("feat") is wrapper.layer
+    base.get_config()
+

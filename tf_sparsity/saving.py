@@ -25,7 +25,10 @@ from tf_sparsity import tree
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
 _ENTRY = "tf_sparsity.json"
-_FORMAT_VERSION = 2
+# 3: key paths are the same on every backend (attribute steps are
+# `["attr", name]` on TensorFlow too) and reach into nested containers
+# (`["item", name, key, ...]`). 1 and 2 are still read.
+_FORMAT_VERSION = 3
 _PACKAGE = "tf_sparsity"
 
 
@@ -179,7 +182,7 @@ def load(filepath, custom_objects=None, compile=True, safe_mode=True):
             compile=compile,
             safe_mode=safe_mode,
         )
-    if record.get("version") not in (1, _FORMAT_VERSION):
+    if record.get("version") not in (1, 2, _FORMAT_VERSION):
         raise ValueError(
             f"'{filepath}' was written by a newer tf_sparsity "
             f"(format {record.get('version')})."
@@ -195,25 +198,52 @@ def load(filepath, custom_objects=None, compile=True, safe_mode=True):
                 f"config: {type(error).__name__}: {error}\nImport or define "
                 "its classes first (or pass them as `custom_objects`)."
             ) from error
-        model = rewrap(model, record["wrappers"])
+        model = rewrap(model, record["wrappers"], record["version"])
         if compile and compile_config:
             model.compile_from_config(compile_config)
     model.load_weights(filepath)
     return model
 
 
-def rewrap(model, records):
+def rewrap(model, records, version=_FORMAT_VERSION):
     """Wraps again the layers at the key paths listed in `records` (those the
-    config already rebuilt as wrappers are left as they are)."""
-    wanted = {
-        tuple(tuple(step) for step in r["key_path"]): r for r in records
-    }
-    for node in tree.walk(model, stop=is_sparse):
-        if is_sparse(node.layer):
-            wanted.pop(node.key_path, None)
+    config already rebuilt as wrappers are left as they are).
+
+    Args:
+        model: the model rebuilt from its config.
+        records: the wrapper records of the file.
+        version: the file's format version (older key paths are translated).
+
+    Raises:
+        ValueError: a key path reaches no layer of `model` (nothing is
+            changed then).
+    """
+    wanted, missing = {}, []
+    for record in records:
+        key_path = read_key_path(record["key_path"], version)
+        layer = tree.layer_at(model, key_path)
+        if layer is None:
+            missing.append(key_path)
+        elif not is_sparse(layer):
+            wanted[id(layer)] = record
+    if missing:
+        hint = ""
+        tracked = any(step[0] == "tracked" for path in missing for step in path)
+        if version < 3 and tracked:
+            hint = (
+                " Files of format 1 and 2 recorded layers in nested lists, "
+                "tuples or dicts as 'tracked' steps, and such models computed "
+                "with the dense layers despite their wrappers: sparsify the "
+                "model again instead of loading it."
+            )
+        raise ValueError(
+            "The rebuilt model has no layer at "
+            f"{', '.join(str([list(step) for step in path]) for path in missing)}; "
+            f"was it saved from a different version of its code?{hint}"
+        )
 
     def wrap(layer, key_path, name_path):
-        record = wanted.pop(key_path, None)
+        record = wanted.pop(id(layer), None)
         if record is None:
             return None
         method = keras.saving.deserialize_keras_object(record["method"])
@@ -221,9 +251,29 @@ def rewrap(model, records):
 
     tree.transform(model, wrap, stop=is_sparse)
     if wanted:
-        missing = ", ".join(str(list(k)) for k in wanted)
         raise ValueError(
-            f"The rebuilt model has no layer at {missing}; was it saved from "
-            "a different version of its code?"
+            f"Could not wrap {len(wanted)} layer(s) of the rebuilt model "
+            "again: they are held only inside other sparse layers."
         )
     return model
+
+
+# Formats 1 and 2 written on TensorFlow spell an attribute step as an entry
+# of TensorFlow's own record of a layer's attributes.
+_TENSORFLOW_ATTRIBUTE_RECORD = "_self_unconditional_dependency_names"
+
+
+def read_key_path(steps, version=_FORMAT_VERSION):
+    """A key path read from a file, as a tuple of tuples in today's spelling.
+
+    Files of format 1 and 2 written on TensorFlow spell attribute steps
+    `["item", "_self_unconditional_dependency_names", name]`; they are read
+    as `["attr", name]`, as every backend writes them now.
+    """
+    key_path = []
+    for step in steps:
+        step = tuple(step)
+        if version < 3 and step[:2] == ("item", _TENSORFLOW_ATTRIBUTE_RECORD):
+            step = ("attr",) + step[2:]
+        key_path.append(step)
+    return tuple(key_path)
