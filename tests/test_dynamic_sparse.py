@@ -8,7 +8,7 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity import masks as mask_ops
-from tf_sparsity.methods import dynamic_sparse
+from tf_sparsity import optimizer_state
 from tests.test_resume import Interrupt
 
 pytestmark = pytest.mark.core
@@ -112,7 +112,7 @@ def test_grown_weights_optimizer_moments_are_reset(method_class, rng):
     model = tfs.sparsify(mlp(), method_class(0.5, update_frequency=1000, end_step=2000, seed=0))
     model.compile(keras.optimizers.Adam(1e-2), "mse")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
-    slots = dynamic_sparse.optimizer_slots(model)
+    slots = optimizer_state.optimizer_slots(model)
     kernel = model.get_layer("a").kernels[0].variable
     assert len(slots[id(kernel)]) == 2  # Adam's momentum and velocity.
     old = state(model, "mask")["a"]
@@ -156,7 +156,7 @@ def test_reset_reaches_the_training_step_after_an_update(rng):
     )
     model.compile(keras.optimizers.SGD(learning_rate, momentum=0.9), "mse", jit_compile=True)
     model.optimizer.build(model.trainable_variables)
-    for slot in dynamic_sparse.optimizer_slots(model)[id(model.get_layer("a").kernels[0].variable)]:
+    for slot in optimizer_state.optimizer_slots(model)[id(model.get_layer("a").kernels[0].variable)]:
         slot.assign(ops.ones(slot.shape))
     before = MaskBeforeBatch(2)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[tfs.SparsityCallback(), before])
@@ -164,7 +164,7 @@ def test_reset_reaches_the_training_step_after_an_update(rng):
     kernel = layer.kernels[0].variable
     mask = state(model, "mask")["a"]
     gradient = ops.convert_to_numpy(layer.kernels[0].state.gradient)
-    (momentum,) = [ops.convert_to_numpy(s) for s in dynamic_sparse.optimizer_slots(model)[id(kernel)]]
+    (momentum,) = [ops.convert_to_numpy(s) for s in optimizer_state.optimizer_slots(model)[id(kernel)]]
     grown = (mask > 0) & (before.mask == 0)  # (regrown just-dropped ones aside)
     kept = (mask > 0) & ~grown
     assert 0 < grown.sum() <= mask_ops.num_to_prune(0.5, int(before.mask.sum()))
@@ -184,7 +184,7 @@ def test_rigl_under_loss_scaling_reads_the_scaled_gradient(rng):
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     before = state(model, "mask")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
-    slots = dynamic_sparse.optimizer_slots(model)
+    slots = optimizer_state.optimizer_slots(model)
     for path, wrapper in tfs.sparse_layers(model):
         gradient = ops.convert_to_numpy(wrapper.kernels[0].state.gradient)
         assert np.isfinite(gradient).all() and np.any(gradient != 0), path

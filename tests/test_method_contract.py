@@ -195,5 +195,5 @@ def test_trains_and_strips_under_mixed_float16(name, rng, mixed_float16):
     plain = tfs.strip(sparse)
     np.testing.assert_allclose(
         ops.convert_to_numpy(plain(x, training=False)).astype("float32"),
-        outputs.astype("float32"), rtol=1e-3, atol=1e-3,
+        outputs.astype("float32"), rtol=1e-6, atol=1e-6,
     )

@@ -69,7 +69,7 @@ class SparsityCallback(keras.callbacks.Callback):
                 "layer, so training it would not make it sparse. Call "
                 "`tfs.sparsify(model, method)` on it before compiling."
             )
-        self._updater.attach()
+        self._updater.attach(refresh=True)
         self._epoch_start = None
         self._last_checked = None
         self._report = None  # Masks may have changed since the last fit.

@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 from keras import ops
 
+from tf_sparsity import optimizer_state
 from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.sparsify import sparse_kernels
 
@@ -151,4 +152,9 @@ def load_masks(model, path, shuffle_seed=None):
             mask = rng.permutation(mask.reshape(-1)).reshape(mask.shape)
         variable = kernel.state.mask
         variable.assign(mask.astype(variable.dtype))
+        if kernel.wrapper.masked_zeros_kept:
+            # Training computes with the variable as it is: zero it where
+            # the new mask is.
+            slots = optimizer_state.optimizer_slots(model).get(id(kernel.variable), ())
+            kernel.method.keep_masked_zeros(kernel, slots)
     return meta

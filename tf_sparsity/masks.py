@@ -136,3 +136,42 @@ def drop_and_grow(active, drop_scores, grow_scores, num_moved):
     grow_keys = ops.where(after_drop, OUTSIDE, -ops.cast(grow_scores, "float32"))
     grown = ops.less(prune_lowest(grow_keys, num_moved), 0.5)
     return ops.cast(ops.logical_or(after_drop, grown), "float32"), ops.cast(after_drop, "float32")
+
+
+@ops.custom_gradient
+def _masked_gradient(kernel, mask):
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return upstream * mask, ops.zeros_like(mask)
+
+    return kernel, grad
+
+
+@ops.custom_gradient
+def _masked_gradient_with_probe(kernel, mask, probe):
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return upstream * mask, ops.zeros_like(mask), ops.cast(upstream, probe.dtype)
+
+    return kernel, grad
+
+
+def masked_gradient(kernel, mask, probe=None):
+    """`kernel` in the forward pass, `gradient * mask` in the backward pass.
+
+    Equal in value and gradient to `kernel * mask` when the kernel is
+    already zero wherever the mask is, without the forward multiply (a
+    full pass over the kernel and the mask on every step). With `probe`,
+    the dense gradient (masked positions included) flows to it unchanged.
+
+    Args:
+        kernel: the kernel tensor, zero where `mask` is.
+        mask: its 0/1 mask, dtype of `kernel`.
+        probe: optional tensor shaped like `kernel` that receives the dense
+            gradient (its value is not used).
+    """
+    if probe is None:
+        return _masked_gradient(kernel, mask)
+    return _masked_gradient_with_probe(kernel, mask, probe)

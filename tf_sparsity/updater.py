@@ -12,7 +12,9 @@ context), so under `tf.distribute` every replica receives the same values.
 
 from keras import ops
 
+from tf_sparsity import optimizer_state
 from tf_sparsity import tree
+from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.sparsify import sparse_layers
 
@@ -28,8 +30,10 @@ class MaskUpdater:
     def __init__(self, model):
         self.model = model
         self.wrappers = [wrapper for _, wrapper in sparse_layers(model)]
+        self.kernels = sparse_kernels(model)
         self.groups = []
-        for kernel in sparse_kernels(model):
+        self._zeros_kept_for = None
+        for kernel in self.kernels:
             method = kernel.method
             if not method.requires_step_updates:
                 continue
@@ -45,10 +49,42 @@ class MaskUpdater:
         """Whether sparsity can change on every step (VD, L0)."""
         return any(w.method.learned_sparsity for w in self.wrappers)
 
-    def attach(self):
-        """Marks every wrapper as driven by this updater (see SparseWrapper)."""
+    def attach(self, refresh=False):
+        """Marks every wrapper as driven by this updater (see SparseWrapper),
+        and holds masked weights at zero where the optimizer allows it.
+
+        Args:
+            refresh: zero the masked weights again even if this optimizer
+                was seen before (weights or masks may have been loaded
+                since: the callback refreshes at the start of every `fit`).
+        """
         for wrapper in self.wrappers:
             wrapper._step_updates_attached = True
+        optimizer = optimizer_state.training_optimizer(self.model)
+        if refresh or optimizer is not self._zeros_kept_for:
+            self.keep_masked_zeros(optimizer)
+
+    def keep_masked_zeros(self, optimizer):
+        """Zeroes the masked weights (and their optimizer slots) of every
+        masked method that allows it, when `optimizer` keeps zero weights at
+        zero, so training computes with the variables as they are (no mask
+        multiply in the forward pass; see `MaskedMethod.keep_masked_zeros`).
+        Otherwise training multiplies by the mask at every step. A traced
+        training step is retraced when this changes."""
+        keeps = optimizer_state.keeps_zeros(optimizer)
+        slots = optimizer_state.optimizer_slots(self.model) if keeps else {}
+        changed = False
+        for kernel in self.kernels:
+            method = kernel.method
+            kept = keeps and isinstance(method, MaskedMethod) and method.can_keep_masked_zeros
+            if kept:
+                method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
+            if kernel.wrapper.masked_zeros_kept != kept:
+                kernel.wrapper.masked_zeros_kept = kept
+                changed = True
+        self._zeros_kept_for = optimizer
+        if changed and getattr(self.model, "train_function", None) is not None:
+            self.model.make_train_function(force=True)
 
     def due_groups(self, last_checked, step):
         """Groups whose schedule has an update in (`last_checked`, `step`]."""

@@ -51,6 +51,12 @@ class SparseWrapper(keras.layers.Wrapper):
         kwargs.setdefault("name", layer.name)
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
+        # Sparse kernels are computed from the variables' own values
+        # (float32 under a mixed policy) and cast to the wrapped layer's
+        # compute dtype only as the layer would cast its variables
+        # (`call_with_kernels`), so that training, inference and `strip`
+        # see the same kernel values.
+        self.autocast = False
         self.method = methods_lib.get(method)
         method_reason = self.method.unsupported_reason(layer)
         if method_reason is not None:
@@ -71,6 +77,10 @@ class SparseWrapper(keras.layers.Wrapper):
         self.supports_masking = getattr(layer, "supports_masking", False)
         # Set by SparsityCallback / update_masks: see `call`.
         self._step_updates_attached = False
+        #: Set by the updater while masked weights are held at zero in the
+        #: variables, so training computes with the variables as they are
+        #: (see `MaskedMethod.keep_masked_zeros`).
+        self.masked_zeros_kept = False
         if layer.built:
             self.build(_built_input_shape(layer))
 
@@ -155,7 +165,10 @@ class SparseWrapper(keras.layers.Wrapper):
         """
         if getattr(self.layer, "_call_has_training_arg", False):
             kwargs["training"] = training
-        replaced = {kernel.spec.attribute: value for kernel, value in kernels.items()}
+        replaced = {
+            kernel.spec.attribute: self._as_layer_would_read(value)
+            for kernel, value in kernels.items()
+        }
         if linear:
             replaced["activation"] = None
         if linear == "bias":
@@ -171,6 +184,20 @@ class SparseWrapper(keras.layers.Wrapper):
         finally:
             for name, value in originals.items():
                 object.__setattr__(self.layer, name, value)
+
+    def _as_layer_would_read(self, value):
+        """`value` cast like the wrapped layer casts its float variables
+        when it runs (to its compute dtype under a mixed policy)."""
+        layer = self.layer
+        dtype = layer.compute_dtype
+        if (
+            getattr(layer, "autocast", True)
+            and keras.backend.is_float_dtype(dtype)
+            and keras.backend.is_float_dtype(value.dtype)
+            and keras.backend.standardize_dtype(value.dtype) != dtype
+        ):
+            return ops.cast(value, dtype)
+        return value
 
     def inference_kernels(self):
         """`{public name: tensor}` of the sparse kernels inference uses (what

@@ -190,6 +190,11 @@ class MaskedMethod(SparsityMethod):
     #: Whether `gradient(kernel)` is needed (see the class docstring).
     needs_gradient = False
 
+    #: Whether masked weights may be held at exactly zero in the variable
+    #: while training (`keep_masked_zeros`); False for methods whose masked
+    #: weights keep training (magnitude pruning with regrowth).
+    can_keep_masked_zeros = True
+
     def __init__(self, schedule=None, structure=None, scope="layer"):
         owner = type(self).__name__
         self.schedule = None if schedule is None else schedules_lib.get(schedule)
@@ -256,6 +261,18 @@ class MaskedMethod(SparsityMethod):
         return ops.multiply(variable, ops.cast(kernel.state.mask, variable.dtype))
 
     def training_kernel(self, kernel):
+        if kernel.wrapper.masked_zeros_kept:
+            # The variable is zero wherever the mask is (see
+            # `keep_masked_zeros`), so `kernel * mask` is the kernel itself:
+            # only the gradient needs the mask. Same values, one pass fewer.
+            variable = kernel.variable
+            value = ops.cast(variable, variable.dtype)
+            probe = kernel.state.gradient
+            return mask_ops.masked_gradient(
+                value,
+                ops.cast(kernel.state.mask, value.dtype),
+                None if probe is None else ops.convert_to_tensor(probe),
+            )
         sparse = self.inference_kernel(kernel)
         if kernel.state.gradient is None:
             return sparse
@@ -263,6 +280,22 @@ class MaskedMethod(SparsityMethod):
         # Zero in value; its gradient is the loss's gradient w.r.t. the
         # effective kernel at every position.
         return sparse + ops.cast(probe - ops.stop_gradient(probe), sparse.dtype)
+
+    def keep_masked_zeros(self, kernel, slots=()):
+        """Zeroes the kernel's variable and its optimizer `slots` wherever
+        its mask is 0.
+
+        While the optimizer keeps zero weights at zero (elementwise updates
+        of a zero gradient and zero slots: `optimizer_state.keeps_zeros`),
+        the variable then equals `kernel * mask` and the training forward
+        pass can skip the multiply (`SparseWrapper.masked_zeros_kept`, set
+        by the updater). Masked weights never count (the forward pass masks
+        them and pruned weights rank below live ones), so zeroing them
+        changes no output.
+        """
+        mask = kernel.state.mask
+        for variable in (kernel.variable, *slots):
+            variable.assign(ops.multiply(variable, ops.cast(mask, variable.dtype)))
 
     def gradient(self, kernel):
         """The dense gradient recorded at the last training step (needs

@@ -19,6 +19,7 @@ from keras import ops
 from tf_sparsity import _backend
 from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
+from tf_sparsity import optimizer_state
 from tf_sparsity import schedules as schedules_lib
 from tf_sparsity.methods import base
 from tf_sparsity.methods import updates
@@ -212,7 +213,7 @@ class DropAndGrowUpdate(updates.UpdateGroup):
                     kernels, masks, grows, counts, seeds, axes
                 )
             )
-        method.check_optimizer(training_optimizer(self.model))
+        method.check_optimizer(optimizer_state.training_optimizer(self.model))
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
         counts = self.move_counts(step, masks)
         results = self._compiled(
@@ -221,7 +222,7 @@ class DropAndGrowUpdate(updates.UpdateGroup):
             [ops.cast(method.grow_scores(k, step), "float32") for k in self.kernels],
             ops.convert_to_tensor(np.asarray(counts, "int32")),
         )
-        slots = optimizer_slots(self.model)
+        slots = optimizer_state.optimizer_slots(self.model)
         for kernel, (new, kept) in zip(self.kernels, results):
             mask = kernel.state.mask
             mask.assign(ops.cast(new, mask.dtype))
@@ -231,34 +232,3 @@ class DropAndGrowUpdate(updates.UpdateGroup):
             for target in (variable, *slots.get(id(variable), ())):
                 target.assign(ops.multiply(target, ops.cast(kept, target.dtype)))
 
-
-def training_optimizer(model):
-    """The optimizer that updates the model's variables (the one inside a
-    `LossScaleOptimizer`), or None."""
-    optimizer = getattr(model, "optimizer", None)
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
-def optimizer_slots(model):
-    """`{id(variable): [optimizer variables shaped like it]}` of the model's
-    built optimizer (momentum, Adam's moments, ...), or {}."""
-    optimizer = training_optimizer(model)
-    if optimizer is None or not getattr(optimizer, "built", False):
-        return {}
-    variables = list(optimizer._trainable_variables)
-    model_ids = {id(v) for v in variables}
-    slots = {}
-    for value in vars(optimizer).values():
-        # Keras optimizers keep one list per kind of slot, aligned with the
-        # trainable variables (None where a variable has no slot).
-        if not isinstance(value, list) or len(value) != len(variables):
-            continue
-        for variable, slot in zip(variables, value):
-            if (
-                slot is not None
-                and id(slot) not in model_ids
-                and hasattr(slot, "assign")
-                and tuple(slot.shape) == tuple(variable.shape)
-            ):
-                slots.setdefault(id(variable), []).append(slot)
-    return slots

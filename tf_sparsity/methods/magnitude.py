@@ -37,6 +37,11 @@ class MagnitudePruning(base.PruningMethod):
     def permanent_masks(self):
         return not self.regrowth
 
+    @property
+    def can_keep_masked_zeros(self):
+        # With regrowth, pruned weights train on and compete at updates.
+        return not self.regrowth
+
     def training_kernel(self, kernel):
         sparse = super().training_kernel(kernel)
         if not self.regrowth:

@@ -9,6 +9,7 @@ from keras import ops
 
 from tf_sparsity import _backend
 from tf_sparsity import masks as mask_ops
+from tf_sparsity import optimizer_state
 
 
 class UpdateGroup:
@@ -83,3 +84,8 @@ class MaskUpdate(UpdateGroup):
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
         for kernel, value in zip(self.kernels, self._compiled(values, masks, counts)):
             kernel.state.mask.assign(value)
+        kept = [k for k in self.kernels if k.wrapper.masked_zeros_kept]
+        if kept:
+            slots = optimizer_state.optimizer_slots(self.model)
+            for kernel in kept:
+                self.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))

@@ -1,0 +1,56 @@
+"""What masked methods need to know about the model's optimizer: its slots
+(momentum, Adam's moments) aligned with each variable, and whether it keeps
+a weight at exactly zero when the weight's gradient and slots are zero."""
+
+import keras
+
+# Optimizers whose update of a weight is elementwise and exactly zero when
+# the weight's gradient and its slots are zero (decoupled weight decay of a
+# zero weight is zero too). Others (Muon orthogonalizes whole matrices,
+# Adafactor and Ftrl mix in other state) may move a zero weight.
+_ZERO_PRESERVING = tuple(
+    getattr(keras.optimizers, name)
+    for name in ("SGD", "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adagrad", "Adadelta", "Lion")
+    if hasattr(keras.optimizers, name)
+)
+
+
+def training_optimizer(model):
+    """The optimizer that updates the model's variables (the one inside a
+    `LossScaleOptimizer`), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def keeps_zeros(optimizer):
+    """Whether `optimizer` leaves a weight at exactly zero while its
+    gradient and slots are zero (see `_ZERO_PRESERVING`); False for None
+    and for optimizers that overwrite weights with averages (`use_ema`)."""
+    if optimizer is None or getattr(optimizer, "use_ema", False):
+        return False
+    return type(optimizer) in _ZERO_PRESERVING
+
+
+def optimizer_slots(model):
+    """`{id(variable): [optimizer variables shaped like it]}` of the model's
+    built optimizer (momentum, Adam's moments, ...), or {}."""
+    optimizer = training_optimizer(model)
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return {}
+    variables = list(optimizer._trainable_variables)
+    model_ids = {id(v) for v in variables}
+    slots = {}
+    for value in vars(optimizer).values():
+        # Keras optimizers keep one list per kind of slot, aligned with the
+        # trainable variables (None where a variable has no slot).
+        if not isinstance(value, list) or len(value) != len(variables):
+            continue
+        for variable, slot in zip(variables, value):
+            if (
+                slot is not None
+                and id(slot) not in model_ids
+                and hasattr(slot, "assign")
+                and tuple(slot.shape) == tuple(variable.shape)
+            ):
+                slots.setdefault(id(variable), []).append(slot)
+    return slots
