@@ -135,8 +135,14 @@ def measure(args):
                 model_name, method, args.sparsity, args.frequency, args.jit_compile, args.batch_size,
                 total_steps, args.steps, gradual=args.gradual,
             )
+        names = list(runs)
+        round_medians = {name: [] for name in names}
         for round_index in range(args.rounds + 1):
-            for method, (model, callbacks, x, y) in runs.items():
+            # The order rotates every round, so that no method always runs
+            # right after another (the machine's state drifts within rounds).
+            shift = round_index % len(names)
+            for method in names[shift:] + names[:shift]:
+                model, callbacks, x, y = runs[method]
                 timer = callbacks[-1]
                 before = len(timer.times)
                 model.fit(
@@ -145,9 +151,20 @@ def measure(args):
                 )
                 if round_index == 0:  # Warm-up (tracing, compilation).
                     del timer.times[before:]
-        results += _rows(
+                else:
+                    round_medians[method].append(common.median(timer.times[before:]))
+        rows = _rows(
             model_name, {m: (model, cbs[-1].times) for m, (model, cbs, _, _) in runs.items()}, args
         )
+        for row in rows:
+            # Each round's median over dense's in the same round, then the
+            # median over rounds: robust to drifts between rounds.
+            ratios = [
+                a / b for a, b in zip(round_medians[row["method"]], round_medians["dense"])
+            ]
+            row["ratio_median_of_rounds"] = common.median(ratios)
+            print(f"{model_name:10s} {row['method']:20s} median of round ratios x{row['ratio_median_of_rounds']:.3f}")
+        results += rows
     return results
 
 
