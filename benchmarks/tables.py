@@ -37,8 +37,8 @@ def _machine(machine):
 
 
 def step_time_table():
-    lines = ["| model | method | library | median step | vs its dense (median) | (mean) | where |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | method | library | median step | vs its dense (median) | (mean) | (median of round ratios) | where |",
+             "|---|---|---|---|---|---|---|---|"]
     for payload in _load("step_time_*.json"):
         args = payload["args"]
         where = _machine(payload["machine"])
@@ -51,9 +51,14 @@ def step_time_table():
             library = row.get("library", "tf_sparsity" if row["method"] != "dense" else "keras 3")
             lines.append(
                 f"| {row['model']} | {row['method']} | {library} | {row['median_step_s'] * 1e3:.2f} ms "
-                f"| {row['ratio_median']:.3f}x | {row['ratio_mean']:.3f}x | {where} |"
+                f"| {row['ratio_median']:.3f}x | {row['ratio_mean']:.3f}x "
+                f"| {_ratio(row.get('ratio_median_of_rounds'))} | {where} |"
             )
     return "\n".join(lines)
+
+
+def _ratio(value):
+    return "-" if value is None else f"{value:.3f}x"
 
 
 def mask_update_table():
