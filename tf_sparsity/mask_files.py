@@ -145,6 +145,7 @@ def load_masks(model, path, shuffle_seed=None):
             f"Masks in '{os.fspath(path)}' do not fit model '{model.name}': "
             + "; ".join(problems) + "."
         )
+    slots = None
     for key, kernel in targets.items():
         mask = masks[key]
         if shuffle_seed is not None:
@@ -155,6 +156,7 @@ def load_masks(model, path, shuffle_seed=None):
         if kernel.wrapper.masked_zeros_kept:
             # Training computes with the variable as it is: zero it where
             # the new mask is.
-            slots = optimizer_state.optimizer_slots(model).get(id(kernel.variable), ())
-            kernel.method.keep_masked_zeros(kernel, slots)
+            if slots is None:
+                slots = optimizer_state.optimizer_slots(model)
+            kernel.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
     return meta

@@ -114,6 +114,14 @@ def prune_lowest_jointly(scores_list, num_pruned):
 OUTSIDE = float(np.finfo("float32").max)
 
 
+def drop_lowest(active, drop_scores, num_moved):
+    """The live units of a 0/1 mask left after dropping the `num_moved`
+    of lowest `drop_scores` (a bool tensor; ties broken by position)."""
+    active = ops.greater(ops.cast(active, "float32"), 0.5)
+    drop_keys = ops.where(active, ops.cast(drop_scores, "float32"), OUTSIDE)
+    return ops.logical_and(active, ops.greater(prune_lowest(drop_keys, num_moved), 0.5))
+
+
 def drop_and_grow(active, drop_scores, grow_scores, num_moved):
     """Moves `num_moved` units of a 0/1 mask: the active ones of lowest
     `drop_scores` are dropped, then as many inactive ones of highest
@@ -130,9 +138,7 @@ def drop_and_grow(active, drop_scores, grow_scores, num_moved):
         `(new_mask, kept)`: float32 0/1 tensors; `kept` marks the active
         units that were not dropped (the only ones that keep their values).
     """
-    active = ops.greater(ops.cast(active, "float32"), 0.5)
-    drop_keys = ops.where(active, ops.cast(drop_scores, "float32"), OUTSIDE)
-    after_drop = ops.logical_and(active, ops.greater(prune_lowest(drop_keys, num_moved), 0.5))
+    after_drop = drop_lowest(active, drop_scores, num_moved)
     grow_keys = ops.where(after_drop, OUTSIDE, -ops.cast(grow_scores, "float32"))
     grown = ops.less(prune_lowest(grow_keys, num_moved), 0.5)
     return ops.cast(ops.logical_or(after_drop, grown), "float32"), ops.cast(after_drop, "float32")

@@ -287,13 +287,7 @@ class NM(Structure):
         shape = scores.shape
         matrix = _to_matrix(ops.cast(scores, "float32"), input_axis)
         groups = ops.reshape(matrix, (matrix.shape[0], -1, self.m))
-        # Rank of each weight in its group (0 = lowest; ties by position).
-        left, right = groups[..., :, None], groups[..., None, :]
-        earlier = np.tril(np.ones((self.m, self.m), bool), -1)  # [i, j]: j < i
-        lower = ops.logical_or(
-            ops.less(right, left), ops.logical_and(ops.equal(right, left), earlier)
-        )
-        rank = ops.sum(ops.cast(lower, "int32"), axis=-1)
+        rank = self._rank_in_groups(groups)
         prunable = ops.less(rank, self.m - self.n)
         masked = ops.where(prunable, groups, _KEEP_SCORE)
         return _from_matrix(ops.reshape(masked, matrix.shape), shape, input_axis)
@@ -307,30 +301,30 @@ class NM(Structure):
         are dropped, then each group grows back as many as it lost, its
         dead weights of highest `grow_scores` (just-dropped ones included)."""
         shape = mask.shape
-        active = ops.greater(ops.cast(mask, "float32"), 0.5)
-        drop_keys = ops.where(active, ops.cast(drop_scores, "float32"), mask_ops.OUTSIDE)
-        kept = ops.logical_and(
-            active, ops.greater(mask_ops.prune_lowest(drop_keys, num_moved), 0.5)
-        )
+        kept = mask_ops.drop_lowest(mask, drop_scores, num_moved)
         kept_groups = self._groups(ops.cast(kept, "float32"), input_axis)
         lost = self.n - ops.sum(kept_groups, axis=-1, keepdims=True)
         dead = ops.less(kept_groups, 0.5)
         keys = ops.where(
             dead, self._groups(ops.cast(grow_scores, "float32"), input_axis), -mask_ops.OUTSIDE
         )
-        # Rank of each weight in its group, highest key first (ties by
-        # position), as in `unit_scores`.
-        left, right = keys[..., :, None], keys[..., None, :]
-        earlier = np.tril(np.ones((self.m, self.m), bool), -1)
-        higher = ops.logical_or(
-            ops.greater(right, left), ops.logical_and(ops.equal(right, left), earlier)
-        )
-        rank = ops.sum(ops.cast(higher, "float32"), axis=-1)
-        grown = ops.logical_and(dead, ops.less(rank, lost))
+        # Highest key first: the rank of the negated keys.
+        rank = self._rank_in_groups(-keys)
+        grown = ops.logical_and(dead, ops.less(ops.cast(rank, "float32"), lost))
         new = ops.cast(ops.logical_or(ops.greater(kept_groups, 0.5), grown), "float32")
         rows = math.prod(int(d) for d in shape) // int(shape[input_axis])
         new = _from_matrix(ops.reshape(new, (rows, -1)), shape, input_axis)
         return new, ops.cast(kept, "float32")
+
+    def _rank_in_groups(self, groups):
+        """Rank of each entry within its group of `m` (last axis), lowest
+        first, ties broken by position: an int32 tensor shaped like it."""
+        left, right = groups[..., :, None], groups[..., None, :]
+        earlier = np.tril(np.ones((self.m, self.m), bool), -1)  # [i, j]: j < i
+        lower = ops.logical_or(
+            ops.less(right, left), ops.logical_and(ops.equal(right, left), earlier)
+        )
+        return ops.sum(ops.cast(lower, "int32"), axis=-1)
 
     def _groups(self, x, input_axis):
         matrix = _to_matrix(x, input_axis)
