@@ -293,3 +293,42 @@ def test_tasks_take_a_structure():
     assert runner.make_method(configs.make_config("magnitude_90")).structure == tfs.Unstructured()
     with pytest.raises(ValueError, match="fixes every kernel at sparsity 0.5"):
         runner.make_method(configs.make_config("magnitude_90", {"structure": "2:4"}))
+
+
+def numpy_nm_move(mask, drop, grow, num_moved, n, m):
+    """NM drop-and-grow in plain NumPy on an (in, out) kernel: drop the
+    `num_moved` live weights of smallest score (ties by flat position), then
+    each group of `m` inputs regrows as many as it lost, highest grow score
+    first (ties by position)."""
+    flat = mask.ravel() > 0
+    order = [i for i in np.argsort(np.where(flat, drop.ravel(), np.inf), kind="stable") if flat[i]]
+    kept = flat.copy()
+    kept[order[:num_moved]] = False
+    kept = kept.reshape(mask.shape)
+    new = kept.copy()
+    for col in range(mask.shape[1]):
+        for start in range(0, mask.shape[0], m):
+            rows = np.arange(start, start + m)
+            lost = n - kept[rows, col].sum()
+            dead = [r for r in rows if not kept[r, col]]
+            dead.sort(key=lambda r: (-grow[r, col], r))
+            new[dead[:lost], col] = True
+    return new.astype("float32"), kept.astype("float32")
+
+
+@pytest.mark.parametrize("num_moved", [0, 3, 10])
+def test_nm_move_equals_a_numpy_version(num_moved, rng):
+    structure = tfs.NM(2, 4)
+    shape = (8, 5)
+    mask = np.zeros(shape, "float32")
+    for col in range(shape[1]):
+        for start in (0, 4):
+            mask[start + rng.choice(4, 2, replace=False), col] = 1
+    drop = rng.normal(size=shape).astype("float32")
+    grow = np.round(rng.normal(size=shape), 1).astype("float32")  # Some ties.
+    new, kept = structure.move(
+        ops.convert_to_tensor(mask), ops.convert_to_tensor(drop), ops.convert_to_tensor(grow), num_moved, 0
+    )
+    expected_new, expected_kept = numpy_nm_move(mask, drop, grow, num_moved, 2, 4)
+    np.testing.assert_array_equal(ops.convert_to_numpy(kept), expected_kept)
+    np.testing.assert_array_equal(ops.convert_to_numpy(new), expected_new)
