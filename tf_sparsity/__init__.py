@@ -45,6 +45,8 @@ from tf_sparsity.methods import SET
 from tf_sparsity.methods import SparsityMethod
 from tf_sparsity.methods import VariationalDropout
 from tf_sparsity.methods import make as make_method
+from tf_sparsity import oneshot
+from tf_sparsity.oneshot import prune_oneshot
 from tf_sparsity.saving import load
 from tf_sparsity.saving import save
 from tf_sparsity.schedules import ConstantSparsity

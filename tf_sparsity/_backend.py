@@ -13,12 +13,16 @@ def backend_name():
     return keras.backend.backend()
 
 
-def jit_compile(fn):
+def jit_compile(fn, static_shapes=False):
     """Compiles a pure function of tensors with XLA on the active backend.
 
     Args:
         fn: a function whose arguments and results are (nested lists of)
             tensors. It must not read or assign Keras variables.
+        static_shapes: keep every traced shape static (one compilation per
+            input shape), for functions whose Python code reads shapes.
+            Otherwise TensorFlow may trace a shape-generic version after
+            the first retrace.
 
     Returns:
         The compiled callable (`tf.function(jit_compile=True)` on TensorFlow,
@@ -27,7 +31,7 @@ def jit_compile(fn):
     name = backend_name()
     if name == "tensorflow":
         tf = require_tensorflow("XLA compilation of mask updates")
-        return tf.function(fn, jit_compile=True, reduce_retracing=True)
+        return tf.function(fn, jit_compile=True, reduce_retracing=not static_shapes)
     if name == "jax":
         import jax
 

@@ -7,12 +7,16 @@ layer inside that block). Strings are compared, then `re.fullmatch`ed,
 against every slash-joined stretch of the layer's path that ends at the
 layer or at one of its blocks: `"self_attention/query"` matches
 `"gpt2_backbone_2/transformer_layer_0/self_attention/query"`, so selectors
-need not spell auto-numbered names such as `gpt2_backbone_2`.
+need not spell auto-numbered names such as `gpt2_backbone_2`. A layer
+object selects itself and every layer inside it (`layers=[backbone.
+transformer_layers[0]]`).
 """
 
 import dataclasses
 import math
 import re
+
+import keras
 
 
 @dataclasses.dataclass
@@ -56,16 +60,19 @@ class LayerInfo:
 
 
 def check_selector(pattern, owner):
-    if not isinstance(pattern, (str, type)):
+    if not isinstance(pattern, (str, type, keras.layers.Layer)):
         raise TypeError(
-            f"{owner}: layer selectors are names, regexes or layer classes; "
-            f"got {pattern!r}."
+            f"{owner}: layer selectors are names, regexes, layer classes or "
+            f"layer objects; got {pattern!r}."
         )
 
 
 def matches(pattern, info):
-    """True if `pattern` (a type, a name, or a regex) selects this layer."""
+    """True if `pattern` (a type, a name, a regex or a layer object)
+    selects this layer."""
     check_selector(pattern, "Layer selection")
+    if isinstance(pattern, keras.layers.Layer):
+        return any(layer is pattern for layer in (*info.ancestors, info.layer))
     if isinstance(pattern, type):
         return any(isinstance(layer, pattern) for layer in (*info.ancestors, info.layer))
     candidates = info.candidate_paths()
@@ -95,6 +102,8 @@ def match_all(patterns, infos, owner):
 
 
 def describe(pattern):
+    if isinstance(pattern, keras.layers.Layer):
+        return f"layer object '{pattern.name}' ({type(pattern).__name__})"
     if isinstance(pattern, type):
         return f"layer type {pattern.__name__}"
     return f"layer name or regex {pattern!r}"
@@ -103,6 +112,6 @@ def describe(pattern):
 def as_list(value):
     if value is None:
         return []
-    if isinstance(value, (str, type)):
+    if isinstance(value, (str, type, keras.layers.Layer)):
         return [value]
     return list(value)

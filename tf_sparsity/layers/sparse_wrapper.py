@@ -1,5 +1,7 @@
 """The Keras layer wrapper that gives a layer sparse kernels."""
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -34,6 +36,11 @@ class SparseWrapper(keras.layers.Wrapper):
 
     Input shape and output shape: those of the wrapped layer.
     """
+
+
+    # Set by `observe_inputs` while calibration data runs through the model
+    # (one-shot pruning reads each layer's inputs); None otherwise.
+    _input_observer = None
 
     def __init__(self, layer, method, target_sparsity=None, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
@@ -141,7 +148,19 @@ class SparseWrapper(keras.layers.Wrapper):
                 f"`tfs.update_masks(model, step)` before each step of a custom "
                 f"training loop."
             )
+        if self._input_observer is not None:
+            self._input_observer(inputs)
         return self.method.call(self, inputs, training=training, **kwargs)
+
+    @contextlib.contextmanager
+    def observe_inputs(self, observer):
+        """Calls `observer(inputs)` on every call of this layer inside the
+        `with` block (eager calls: the observer sees concrete tensors)."""
+        object.__setattr__(self, "_input_observer", observer)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_input_observer", None)
 
     def call_with_kernels(
         self, inputs, kernels, training=None, linear=False, **kwargs
