@@ -1,7 +1,7 @@
 """The `tf-sparsity` console command.
 
 Subcommands: `demo` (LeNet-300-100 on offline MNIST), `train` (the reference
-tasks), those the tasks add (the Transformer's `translate`), `report` and
+tasks), `oneshot` (one-shot pruning of a pretrained language model), those the tasks add (the Transformer's `translate`), `report` and
 `sweep` (result tables, plots and grids). `python -m tf_sparsity_models.cli`
 runs it too.
 
@@ -19,6 +19,7 @@ import sys
 from tf_sparsity_models.common import cli as train_cli
 from tf_sparsity_models.common import task as task_lib
 from tf_sparsity_models.demo import cli as demo_cli
+from tf_sparsity_models.oneshot import cli as oneshot_cli
 from tf_sparsity_models.reporting import cli as reporting_cli
 
 EXIT_BAD_INPUT = 2
@@ -52,6 +53,7 @@ def build_parser(argv=None):
     # Only `train` imports its task, so other commands import none.
     task = train_cli.task_from_argv(argv) if argv[:1] == ["train"] else None
     train_cli.add_train_parser(subparsers, task)
+    oneshot_cli.add_parser(subparsers)
     for module in task_lib.command_modules():
         importlib.import_module(module).add_parser(subparsers)
     reporting_cli.add_report_parser(subparsers)

@@ -44,6 +44,7 @@ METRIC_LABELS = {
     "accuracy": "Accuracy (%)",
     "bleu": "BLEU (sacreBLEU)",
     "bleu_tokenized": "BLEU (tokenized, as the paper)",
+    "perplexity": "Perplexity (lower is better)",
 }
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 # One colour per method, the same in every plot (tab10 colour cycle).

@@ -36,7 +36,7 @@ REQUIRED_KEYS = (
     "steps",
     "wall_time_s",
 )
-METRIC_KEYS = ("top1", "top5", "bleu", "bleu_tokenized", "accuracy")
+METRIC_KEYS = ("top1", "top5", "bleu", "bleu_tokenized", "accuracy", "perplexity")
 #: The key naming the metric a row's task is judged on (e.g. "top1").
 MAIN_METRIC_KEY = "main_metric"
 SOURCE_KEY = "_source"

@@ -1,0 +1,1 @@
+"""One-shot pruning of pretrained language models: `tf-sparsity oneshot`."""
