@@ -323,3 +323,23 @@ def test_layers_the_data_never_reaches_are_named(rng):
     model.unused.build((None, 16))
     with pytest.raises(ValueError, match="never reached layer\\(s\\) 'unused'"):
         tfs.prune_oneshot(model, "wanda", rng.normal(size=(8, 16)).astype("float32"), layers=["used", "unused"], verbose=0)
+
+
+def test_a_keras_hub_causal_lm_keeps_its_class_and_prunes_its_transformer_layers(rng):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=16
+    )
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    token_ids = rng.integers(0, 64, size=(8, 16)).astype("int32")
+    tfs.prune_oneshot(model, "wanda", token_ids, structure=tfs.NM(2, 4), verbose=0)
+    assert type(model) is keras_hub.models.GPT2CausalLM
+    paths = [path for path, _ in tfs.sparse_layers(model)]
+    assert len(paths) == 12 and all("transformer_layer_" in path for path in paths)
+    for kernel in tfs.sparse_kernels(model):
+        mask = ops.convert_to_numpy(kernel.state.mask)
+        groups = np.moveaxis(mask, kernel.input_axis, -1).reshape(-1, 4).sum(-1)
+        assert np.all(groups == 2), kernel.path
+    x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}
+    expected = ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(ops.convert_to_numpy(tfs.strip(model)(x)), expected, rtol=1e-5, atol=1e-5)

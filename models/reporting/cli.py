@@ -61,7 +61,7 @@ def add_report_parser(subparsers):
     parser.add_argument(
         "--paper",
         action="store_true",
-        help="add the paper's published results (resnet50, transformer)",
+        help="add published results: the paper's (resnet50, transformer) and the one-shot LLM anchors (oneshot_* tasks)",
     )
     parser.add_argument(
         "--layers",

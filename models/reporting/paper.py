@@ -248,3 +248,39 @@ def published_dense(task):
         return None
     runs = [value / published.scale for value in published.dense_runs]
     return statistics.fmean(runs), statistics.stdev(runs), len(runs)
+
+
+#: One-shot pruning of pretrained LLMs (`tf-sparsity oneshot` rows, tasks
+#: named "oneshot_<model>"): WikiText-2 perplexity of LLaMA-2 as published
+#: in the README of locuslab/wanda (Sun, Liu, Bair & Kolter (2023), A Simple
+#: and Effective Pruning Approach for Large Language Models, arXiv:2306.11695).
+#: model -> (dense, {method: perplexity at 50% unstructured or 2:4}).
+ONESHOT_TASK_PREFIX = "oneshot_"
+ONESHOT_SOURCE = (
+    "Sun, Liu, Bair & Kolter (2023), Wanda, arXiv:2306.11695; locuslab/wanda "
+    "README: LLaMA-2, WikiText-2 perplexity"
+)
+ONESHOT_ANCHORS = {
+    "LLaMA-2 7B": (5.12, {"magnitude": 14.89, "sparsegpt": 6.51, "wanda": 6.42,
+                          "magnitude_2:4": 54.59, "sparsegpt_2:4": 10.17, "wanda_2:4": 11.02}),
+    "LLaMA-2 13B": (4.57, {"magnitude": 6.37, "sparsegpt": 5.63, "wanda": 5.56,
+                           "magnitude_2:4": 8.33, "sparsegpt_2:4": 8.32, "wanda_2:4": 8.27}),
+    "LLaMA-2 70B": (3.12, {"magnitude": 4.98, "sparsegpt": 3.98, "wanda": 3.98,
+                           "magnitude_2:4": 6.33, "sparsegpt_2:4": 5.40, "wanda_2:4": 5.16}),
+}
+
+
+def oneshot_anchor_table():
+    """The published one-shot anchors as Markdown lines."""
+    models = list(ONESHOT_ANCHORS)
+    methods = list(next(iter(ONESHOT_ANCHORS.values()))[1])
+    lines = [
+        f"Published one-shot results ({ONESHOT_SOURCE}; 50% unstructured, or 2:4):",
+        "",
+        "| method | " + " | ".join(models) + " |",
+        "|---" * (len(models) + 1) + "|",
+        "| dense | " + " | ".join(f"{ONESHOT_ANCHORS[m][0]:.2f}" for m in models) + " |",
+    ]
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(f"{ONESHOT_ANCHORS[m][1][method]:.2f}" for m in models) + " |")
+    return lines

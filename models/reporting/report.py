@@ -148,6 +148,8 @@ def render_markdown(cells_by_task, num_rows, paper=False, left_out=None):
             lines.append(_table_row(row))
         if paper and paper_lib.has_published(task, metric):
             lines += [""] + _published_table(task, metric)
+        if paper and task.startswith(paper_lib.ONESHOT_TASK_PREFIX):
+            lines += [""] + paper_lib.oneshot_anchor_table()
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,9 @@ def _accumulate_gram(squared_norms, gram, rows):
     )
 
 
+_COMPILED = {}
+
+
 class OneShotMethod:
     """Base of one-shot pruning methods (see the module docstring).
 
@@ -106,6 +109,15 @@ class OneShotMethod:
     def check_layer(self, where, view):
         """Raises ValueError when the method cannot prune this layer."""
         self.structure.check(where, view.shape, view.input_axis, self.sparsity)
+
+    def compiled(self, function, *shapes):
+        """`function` compiled with XLA, once per backend, method settings
+        and input shapes, shared by every instance (a model's layers repeat
+        a few shapes)."""
+        key = (_backend.backend_name(), repr(self), function.__name__, shapes)
+        if key not in _COMPILED:
+            _COMPILED[key] = _backend.jit_compile(function, static_shapes=True)
+        return _COMPILED[key]
 
     def prune_matrix(self, matrix, statistics):
         """Prunes one layer.

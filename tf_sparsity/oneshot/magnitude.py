@@ -23,8 +23,12 @@ class OneShotMagnitude(base.OneShotMethod):
     def prune_kernel(self, kernel, input_axis):
         """The 0/1 keep-mask of any kernel (its shape; units along
         `input_axis` as the library's structures define them)."""
-        scores = ops.abs(ops.cast(kernel, "float32"))
-        return base.keep_lowest_pruned(scores, self.sparsity, self.structure, input_axis)
+        def select(kernel):
+            scores = ops.abs(ops.cast(kernel, "float32"))
+            return base.keep_lowest_pruned(scores, self.sparsity, self.structure, input_axis)
+
+        select.__name__ = f"select_axis_{input_axis}"
+        return self.compiled(select, tuple(kernel.shape))(ops.convert_to_tensor(kernel))
 
     def prune_matrix(self, matrix, statistics):
         keep = base.keep_lowest_pruned(ops.abs(matrix), self.sparsity, self.structure)

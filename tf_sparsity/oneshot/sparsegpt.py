@@ -26,13 +26,9 @@ and all ties: the paper's "p% of the block".
 import numpy as np
 from keras import ops
 
-from tf_sparsity import _backend
 from tf_sparsity import _validation as validate
 from tf_sparsity import structures as structures_lib
 from tf_sparsity.oneshot import base
-
-
-_COMPILED = {}
 
 
 class SparseGPT(base.OneShotMethod):
@@ -79,12 +75,7 @@ class SparseGPT(base.OneShotMethod):
     def prune_matrix(self, matrix, statistics):
         rows, cols = (int(d) for d in matrix.shape)
         hessian = statistics.gram * (2.0 / max(statistics.num_samples, 1))
-        # One compilation per layer shape and setting, shared by every
-        # instance (a model's blocks repeat the same few shapes).
-        key = (_backend.backend_name(), repr(self), rows, cols)
-        if key not in _COMPILED:
-            _COMPILED[key] = _backend.jit_compile(self.sweep, static_shapes=True)
-        return _COMPILED[key](matrix, hessian)
+        return self.compiled(self.sweep, rows, cols)(matrix, hessian)
 
     def sweep(self, matrix, hessian):
         """SparseGPT on one layer (pure; compiled by `prune_matrix`).

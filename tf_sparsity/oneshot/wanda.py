@@ -34,6 +34,10 @@ class Wanda(base.OneShotMethod):
         # (a per-column constant factor, which leaves each row's order as
         # ||X_j||_2 would).
         norms = ops.sqrt(statistics.squared_norms / max(statistics.num_samples, 1))
+        return self.compiled(self.select, *matrix.shape)(matrix, norms)
+
+    def select(self, matrix, norms):
+        """`(pruned matrix, keep)` from W and the input norms (pure)."""
         scores = ops.abs(matrix) * norms[None, :]
         if isinstance(self.structure, structures_lib.Unstructured):
             keep = base.keep_lowest_pruned_per_row(scores, self.sparsity)
