@@ -31,6 +31,8 @@ SMALL = {
     # One tiny ResNet run through the CLI; the Transformer's runs are the same
     # code with another --task (its CLI runs end to end in test_transformer_train).
     "reference_tasks": {"SIZE": "tiny", "METHODS": ["magnitude"], "TASKS": ["resnet50"]},
+    "llm_oneshot": {"TRAIN_EPOCHS": 2, "NUM_SAMPLES": 32, "SEQUENCE_LENGTH": 32,
+                    "EVAL_WINDOWS": 48, "STRUCTURES": ["unstructured"]},
     "methods": {"TRAIN_IMAGES": 2000, "EPOCHS": 2, "SPARSITIES": [0.9],
                 "VD_FACTORS": [0.1, 1.0], "L0_FACTORS": [1.0], "THRESHOLDS": [0.0, 3.0, 5.0]},
 }

@@ -27,7 +27,7 @@ keras_hub = pytest.importorskip("keras_hub")
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
 LENGTH = 32
-OUTLIERS = (3, 17, 40)
+OUTLIERS = (3, 7, 17, 22, 33, 40, 51, 60)
 OUTLIER_SCALE = 30.0
 
 
