@@ -21,17 +21,24 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
-GPT2_BASE = dict(
-    vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
-    intermediate_dim=3072, max_sequence_length=1024,
-)
+CONFIGS = {
+    "gpt2_base": dict(
+        vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
+        intermediate_dim=3072, max_sequence_length=1024,
+    ),
+    # For the test suite's smoke run.
+    "tiny": dict(
+        vocabulary_size=128, num_layers=2, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=32,
+    ),
+}
 
 
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_one(method, num_samples, sequence_length, structure, batch_size):
+def run_one(method, config, num_samples, sequence_length, structure, batch_size):
     """Prunes one freshly built model; returns the measurements."""
     import keras
     import keras_hub
@@ -41,10 +48,10 @@ def run_one(method, num_samples, sequence_length, structure, batch_size):
 
     keras.utils.set_random_seed(0)
     model = keras_hub.models.GPT2CausalLM(
-        backbone=keras_hub.models.GPT2Backbone(**GPT2_BASE), preprocessor=None
+        backbone=keras_hub.models.GPT2Backbone(**CONFIGS[config]), preprocessor=None
     )
     token_ids = np.random.default_rng(0).integers(
-        0, GPT2_BASE["vocabulary_size"], size=(num_samples, sequence_length)
+        0, CONFIGS[config]["vocabulary_size"], size=(num_samples, sequence_length)
     ).astype("int32")
     before = peak_rss_mib()
     start = time.perf_counter()
@@ -65,18 +72,20 @@ def run_one(method, num_samples, sequence_length, structure, batch_size):
     }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="gpt2_base")
+    parser.add_argument("--no_write", action="store_true", help="print only, write no result file")
     parser.add_argument("--num_samples", type=int, default=128)
     parser.add_argument("--sequence_length", type=int, default=1024)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--structure", default="unstructured")
     parser.add_argument("--name", default="oneshot_cpu")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
-        result = run_one(args.child, args.num_samples, args.sequence_length, args.structure, args.batch_size)
+        result = run_one(args.child, args.config, args.num_samples, args.sequence_length, args.structure, args.batch_size)
         print("RESULT " + json.dumps(result))
         return
     from benchmarks import common
@@ -84,7 +93,7 @@ def main():
     results = []
     for method in args.methods.split(","):
         command = [
-            sys.executable, os.path.abspath(__file__), "--child", method,
+            sys.executable, os.path.abspath(__file__), "--child", method, "--config", args.config,
             "--num_samples", str(args.num_samples), "--sequence_length", str(args.sequence_length),
             "--batch_size", str(args.batch_size), "--structure", args.structure,
         ]
@@ -94,13 +103,15 @@ def main():
         print(json.dumps(results[-1]))
     payload = {
         "machine": common.machine_info(),
-        "model": "GPT2CausalLM, gpt2_base_en configuration, random weights",
+        "model": f"GPT2CausalLM, {args.config} configuration, random weights",
         "num_samples": args.num_samples,
         "sequence_length": args.sequence_length,
         "batch_size": args.batch_size,
         "results": results,
     }
-    print("written to", common.write_result(args.name, payload))
+    if not args.no_write:
+        print("written to", common.write_result(args.name, payload))
+    return payload
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import frontier
 from benchmarks import mask_update
+from benchmarks import oneshot
 from benchmarks import step_time
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
@@ -24,6 +25,15 @@ def test_step_time_smoke():
     assert rows["dense"]["ratio_median"] == 1.0
     assert rows["magnitude"]["steps_timed"] == 3 and rows["magnitude"]["median_step_s"] > 0
     assert payload["machine"]["backend"] == "tensorflow"
+
+
+def test_oneshot_smoke():
+    payload = oneshot.main(
+        ["--config", "tiny", "--methods", "sparsegpt", "--num_samples", "4", "--sequence_length", "16", "--no_write"]
+    )
+    (row,) = payload["results"]
+    assert row["method"] == "sparsegpt" and row["pruned_layers"] == 12
+    assert row["seconds"] > 0 and row["peak_rss_mib"] >= row["peak_rss_before_pruning_mib"] > 0
 
 
 @pytest.mark.skipif(not HAS_TFMOT, reason="needs the tfmot extra")
