@@ -343,3 +343,45 @@ def test_a_keras_hub_causal_lm_keeps_its_class_and_prunes_its_transformer_layers
     x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}
     expected = ops.convert_to_numpy(model(x))
     np.testing.assert_allclose(ops.convert_to_numpy(tfs.strip(model)(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sparsegpt_prunes_whole_blocks_with_exact_counts_per_lazy_block(problem):
+    W, X = problem
+    _, view = dense_view(*W.shape)
+    stats = statistics_of(view, X, second_moment=True)
+    new, keep = SparseGPT(0.5, tfs.Block((2, 4)), blocksize=16).prune_matrix(ops.convert_to_tensor(W), stats)
+    keep = ops.convert_to_numpy(keep)
+    blocks = keep.reshape(W.shape[0] // 2, 2, W.shape[1] // 4, 4).sum(axis=(1, 3))
+    assert set(np.unique(blocks)) <= {0.0, 8.0}
+    for start in range(0, W.shape[1] // 4, 4):  # 4 blocks of 4 columns per lazy block
+        assert (blocks[:, start : start + 4] == 0).sum() == blocks[:, start : start + 4].size // 2
+    assert np.all(ops.convert_to_numpy(new)[keep == 0] == 0.0)
+
+
+@pytest.mark.tensorflow
+def test_calibration_data_may_be_a_dataset_or_strings_through_the_preprocessor(rng):
+    import tensorflow as tf
+
+    keras_hub = pytest.importorskip("keras_hub")
+    model = two_layer_mlp(rng)
+    x = rng.normal(size=(12, 16)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros((12, 8), "float32"))).batch(4)
+    expected = two_layer_mlp(np.random.default_rng(0))
+    expected.set_weights(model.get_weights())
+    tfs.prune_oneshot(model, "wanda", dataset, verbose=0)
+    tfs.prune_oneshot(expected, "wanda", x, verbose=0)
+    for got, want in zip(tfs.sparse_kernels(model), tfs.sparse_kernels(expected)):
+        np.testing.assert_array_equal(ops.convert_to_numpy(got.state.mask), ops.convert_to_numpy(want.state.mask))
+
+    words = ["<|endoftext|>", "Ġ", "th", "the", "Ġt", "Ġth", "Ġthe"] + list("abcdefghijklmnopqrstuvwxyz")
+    merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e"]
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary={w: i for i, w in enumerate(words)}, merges=merges)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=8)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(words), num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+    )
+    lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    tfs.prune_oneshot(lm, "sparsegpt", ["the cat sat", "a cat", "the sat cat"] * 3, num_samples=6, blocksize=8, verbose=0)
+    assert len(tfs.sparse_layers(lm)) == 6
+    for kernel in tfs.sparse_kernels(lm):
+        assert ops.convert_to_numpy(kernel.state.mask).mean() == 0.5

@@ -1,6 +1,7 @@
 """`SparsityCallback`: mask updates and sparsity logging during `model.fit`."""
 
 import os
+import warnings
 
 import keras
 from keras import ops
@@ -37,6 +38,11 @@ class SparsityCallback(keras.callbacks.Callback):
     callback has no batch-end hook, so `fit` keeps dispatching callbacks
     asynchronously.
 
+    At the start of `fit`, when Keras knows the number of steps (epochs x
+    steps per epoch), a schedule that would end after the last of them
+    gets a warning saying what the run reaches instead (e.g. 7% of a 50%
+    target).
+
     Args:
         log_dir: if set, TensorBoard scalars (per-layer and global sparsity,
             current target) are written to `log_dir/sparsity` at every mask
@@ -62,14 +68,9 @@ class SparsityCallback(keras.callbacks.Callback):
         self._logged = {}
 
     def on_train_begin(self, logs=None):
-        self._updater = updater_lib.get_updater(self.model)
-        if not self._updater.wrappers:
-            raise ValueError(
-                f"SparsityCallback: model '{self.model.name}' has no sparse "
-                "layer, so training it would not make it sparse. Call "
-                "`tfs.sparsify(model, method)` on it before compiling."
-            )
+        self._updater = updater_lib.get_updater(self.model, caller="SparsityCallback")
         self._updater.attach(refresh=True)
+        self._warn_if_schedule_outlasts_fit()
         self._epoch_start = None
         self._last_checked = None
         self._report = None  # Masks may have changed since the last fit.
@@ -77,6 +78,28 @@ class SparsityCallback(keras.callbacks.Callback):
             tf = _backend.require_tensorflow("TensorBoard summaries")
             self._writer = tf.summary.create_file_writer(
                 os.path.join(self.log_dir, "sparsity")
+            )
+
+    def _warn_if_schedule_outlasts_fit(self):
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        if not epochs or not steps:
+            return  # A dataset of unknown length: the number of steps is unknown.
+        # Counted from the optimizer's step, so a second `fit` continues
+        # where the first ended; a resumed run (`initial_epoch`) then looks
+        # longer than it is, which can only hide a warning, never add one.
+        first = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        last = first + epochs * steps - 1
+        unfinished = self._updater.unfinished_schedules(last)
+        if unfinished:
+            warnings.warn(
+                f"SparsityCallback: this fit's last step is {last} ({epochs} "
+                f"epoch{'s' if epochs != 1 else ''} x {steps} steps from step "
+                f"{first}), but "
+                f"{'; '.join(unfinished)}. Train for more steps, or end the "
+                "schedule within the run (`end_step`).",
+                UserWarning,
+                stacklevel=2,
             )
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -6,6 +6,7 @@ import shutil
 from tf_sparsity import _backend
 from tf_sparsity.strip import check_model
 from tf_sparsity.strip import folded
+from tf_sparsity.strip import warn_if_never_pruned
 
 
 def export_saved_model(
@@ -40,6 +41,7 @@ def export_saved_model(
     # Replacing: the old export stays until the new one is complete.
     target = export_dir + ".partial" if replacing else export_dir
     if strip:
+        warn_if_never_pruned(model, "export_saved_model")
         with folded(model):
             _export(model, target, input_signature)
     else:

@@ -19,6 +19,7 @@ from tf_sparsity import _backend
 from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.strip import check_model
 from tf_sparsity.strip import folded
+from tf_sparsity.strip import warn_if_never_pruned
 
 QUANTIZE_CHOICES = (None, "int8")
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")
@@ -104,7 +105,10 @@ def export_litert(
             activations, calibrated on `representative_data`; inputs and
             outputs stay float).
         representative_data: for `"int8"`: an array of input examples (or a
-            list of per-input arrays), a few hundred are enough.
+            list of per-input arrays), a few hundred are enough; or, as
+            TFLite's converter takes it, a function returning an iterable
+            (e.g. a generator function) that yields, per example, a list
+            of input arrays with a batch dimension of 1.
         input_signature: optional input specs (for subclassed models that
             never saw their input shape).
         print_fn: prints the report (`None` for silence).
@@ -139,6 +143,7 @@ def export_litert(
             "optimizations": [tf.lite.Optimize.DEFAULT, tf.lite.Optimize.EXPERIMENTAL_SPARSITY],
             "representative_dataset": _representative_dataset(representative_data),
         }
+    warn_if_never_pruned(model, "export_litert")
     kernels = [
         (kernel.layer_path, kernel.wrapper.name, kernel.shape)
         for kernel in sparse_kernels(model)
@@ -157,7 +162,26 @@ def export_litert(
 
 
 def _representative_dataset(data):
-    inputs = [np.asarray(x) for x in data] if isinstance(data, (list, tuple)) else [np.asarray(data)]
+    """The converter's `representative_dataset` (a function returning an
+    iterable of per-example input lists) from `representative_data`."""
+    if callable(data):
+        return data  # Already what the converter takes.
+    inputs = data if isinstance(data, (list, tuple)) else [data]
+    try:
+        inputs = [np.asarray(x, dtype="float32") for x in inputs]
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "export_litert: `representative_data` must be an array of input "
+            "examples, a list of per-input arrays, or a function returning "
+            f"an iterable of per-example input lists; got {type(data).__name__} "
+            f"({error})."
+        ) from None
+    if not inputs or any(x.ndim == 0 or len(x) != len(inputs[0]) for x in inputs):
+        raise ValueError(
+            "export_litert: `representative_data` must hold the same number "
+            "of examples (first dimension) for every input, at least one; "
+            f"got shapes {[x.shape for x in inputs]}."
+        )
     count = len(inputs[0])
 
     def examples():

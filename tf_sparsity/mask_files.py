@@ -10,11 +10,13 @@ pickle and without TensorFlow, on any backend.
 
 import json
 import os
+import zipfile
 import zlib
 
 import numpy as np
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import optimizer_state
 from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.sparsify import sparse_kernels
@@ -86,20 +88,40 @@ def save_masks(model, path, run=None):
     return path
 
 
-def read_masks(path):
-    """`(masks, meta)` of a mask file: `{key: bool array}` and its JSON
-    description (kernels with shape and sparsity, method, run)."""
+def _existing_path(path):
+    """`path`, or `path + ".npz"` where only that exists (`save_masks` adds
+    the suffix, so the name given to it finds the file again)."""
     path = os.fspath(path)
+    if not os.path.exists(path) and not path.endswith(".npz"):
+        if os.path.exists(path + ".npz"):
+            return path + ".npz"
+        raise FileNotFoundError(f"No such mask file: '{path}' (nor '{path}.npz').")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such mask file: '{path}'.")
+    return path
+
+
+def read_masks(path):
+    """`(masks, meta)` of a mask file: `{key: bool array}` and its JSON
+    description (kernels with shape and sparsity, method, run).
+
+    Args:
+        path: a file written by `save_masks`; the name given to
+            `save_masks` works too (".npz" is added when only that exists).
+    """
+    path = _existing_path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if _META not in data.files:
                 raise ValueError("no tf_sparsity description in it")
             meta = json.loads(str(data[_META]))
             masks = {key: data[key] for key in data.files if key != _META}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"'{path}' is not a tf_sparsity mask file: {error}") from None
+    # A truncated or corrupt archive raises any of these from `zipfile`.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"'{path}' is not a tf_sparsity mask file (truncated or not "
+            f"written by save_masks?): {type(error).__name__}: {error}"
+        ) from None
     return masks, meta
 
 
@@ -111,11 +133,11 @@ def load_masks(model, path, shuffle_seed=None):
 
     Args:
         model: the sparse model.
-        path: a file written by `save_masks`.
-        shuffle_seed: if given, each kernel gets a random mask with exactly
-            the saved mask's number of zeros (the learned per-layer
-            sparsities without the learned positions), drawn from this seed
-            and the kernel's key.
+        path: a file written by `save_masks` (or the name given to it).
+        shuffle_seed: if given, a non-negative int: each kernel gets a
+            random mask with exactly the saved mask's number of zeros (the
+            learned per-layer sparsities without the learned positions),
+            drawn from this seed and the kernel's key.
 
     Returns:
         The file's description (see `read_masks`).
@@ -124,6 +146,8 @@ def load_masks(model, path, shuffle_seed=None):
         ValueError: one error naming every kernel missing from the file,
             every extra kernel in it, and every shape that differs.
     """
+    if shuffle_seed is not None:
+        shuffle_seed = validate.integer("load_masks", "shuffle_seed", shuffle_seed, minimum=0)
     masks, meta = read_masks(path)
     targets = _masked_kernels(model, "load_masks")
     missing = sorted(set(targets) - set(masks))

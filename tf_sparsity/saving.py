@@ -16,6 +16,7 @@ sparse model loads silently into a plain one.
 
 import json
 import os
+import sys
 import zipfile
 
 import keras
@@ -85,7 +86,7 @@ class SparseModelFile(keras.layers.Layer):
         )
 
 
-def save(model, filepath, **kwargs):
+def save(model, filepath, overwrite=True, **kwargs):
     """Saves a sparse model (nested wrappers included) to a `.keras` file.
 
     Sequential and functional models whose wrappers are all in their config
@@ -97,11 +98,16 @@ def save(model, filepath, **kwargs):
     Args:
         model: the model.
         filepath: path ending in `.keras`.
+        overwrite: replace an existing file. If False and the file exists,
+            you are asked at the terminal (as by Keras); without a terminal
+            (scripts, jobs) that is an error instead of a prompt.
         **kwargs: passed to `keras.saving.save_model`.
 
     Raises:
         ValueError: the path is not a `.keras` file, or the model cannot be
             described by a config (a layer's `get_config` fails).
+        FileExistsError: the file exists, `overwrite=False`, and there is
+            no terminal to ask at.
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".keras"):
@@ -119,8 +125,12 @@ def save(model, filepath, **kwargs):
             "save the weights only (`model.save_weights('w.weights.h5')`) and "
             "rebuild and sparsify the model in code before loading them."
         ) from None
+    if not overwrite and os.path.exists(filepath) and not _confirm_overwrite(filepath):
+        return
     records, all_in_config = sparse_wrapper_records(model)
-    keras.saving.save_model(model, filepath, **kwargs)
+    # Asked here: Keras must not ask again (and its refusal would leave
+    # the old file, to which the entry below would then be appended).
+    keras.saving.save_model(model, filepath, overwrite=True, **kwargs)
     record = {"version": _FORMAT_VERSION, "wrappers": records}
     if all_in_config:
         with zipfile.ZipFile(filepath, "a") as archive:
@@ -135,6 +145,23 @@ def save(model, filepath, **kwargs):
         filepath,
         {"config.json": json.dumps(stand_in), _ENTRY: json.dumps(record)},
     )
+
+
+def _confirm_overwrite(filepath):
+    """Asks at the terminal whether to replace `filepath`, as Keras's own
+    `save_model(overwrite=False)` does; without a terminal (where Keras's
+    prompt dies with an EOFError) raises a clear error instead."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed or not stdin.isatty():
+        raise FileExistsError(
+            f"tfs.save: '{filepath}' already exists and overwrite=False, and "
+            "there is no terminal to ask whether to replace it. Pass "
+            "overwrite=True, or save to a new path."
+        )
+    answer = ""
+    while answer not in ("y", "n"):
+        answer = input(f"'{filepath}' already exists - overwrite? [y/n] ").strip().lower()
+    return answer == "y"
 
 
 def _rewrite_archive(filepath, replaced):

@@ -39,6 +39,13 @@ class StepSchedule(ConfigObject):
         """Latest step <= `step` at which masks are updated, or None."""
         raise NotImplementedError
 
+    @property
+    def final_update_step(self):
+        """The step of the last update (`end_step`: the final value is
+        reached there), or None when the schedule has no end. Training that
+        stops before it leaves the schedule unfinished (the callback warns)."""
+        return None
+
     def should_update(self, step):
         """Whether masks are recomputed right before training step `step`."""
         return self.last_update_step(int(step)) == int(step)
@@ -129,6 +136,10 @@ class PolynomialDecay(SparsitySchedule):
     def final_sparsity(self):
         return self._final_sparsity
 
+    @property
+    def final_update_step(self):
+        return self.end_step
+
     def sparsity(self, step):
         span = self.end_step - self.begin_step
         progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
@@ -192,6 +203,10 @@ class ConstantSparsity(SparsitySchedule):
     def final_sparsity(self):
         return self.target
 
+    @property
+    def final_update_step(self):
+        return self.end_step
+
     def sparsity(self, step):
         return self.target
 
@@ -231,6 +246,10 @@ class OneShot(SparsitySchedule):
     @property
     def final_sparsity(self):
         return self.target
+
+    @property
+    def final_update_step(self):
+        return self.step
 
     def sparsity(self, step):
         return self.target if step >= self.step else 0.0
@@ -280,6 +299,10 @@ class Ramp(StepSchedule):
     @property
     def active(self):
         return self.end_step > self.begin_step
+
+    @property
+    def final_update_step(self):
+        return self.end_step if self.active else None
 
     def value(self, step):
         if not self.active:

@@ -65,6 +65,9 @@ def layer_infos(model):
 
 def _layer_info(layer, name_path, ancestors=()):
     inner = layer.layer if is_sparse(layer) else layer
+    problem = kernels_lib.kernel_attribute_problem(inner)
+    if problem is not None:
+        raise ValueError(f"Cannot sparsify: {problem}.")
     return selection.LayerInfo(
         layer=layer,
         name_path=tuple(name_path),
@@ -97,7 +100,8 @@ def sparsify(model, method, distribution=None, layers=None):
             (default), `tfs.ERK()` or `tfs.PerLayer({...})`.
         layers: which layers to consider: names, regexes (matched against a
             layer's name or its slash-joined path, or those of a block that
-            contains it) or layer types. None selects every supported layer.
+            contains it), layer types or layer objects (a block selects the
+            layers inside it). None selects every supported layer.
 
     Returns:
         The sparse model (`model` itself, or the wrapper of a single layer).
@@ -156,6 +160,12 @@ def _targets(model, infos, method, distribution):
         for info, target in zip(infos, sparsities)
         if info.selected and (target is None or target > 0.0)
     }
+    if not targets and method.final_sparsity == 0.0:
+        raise ValueError(
+            f"{type(method).__name__}'s target sparsity is 0.0, so no layer "
+            f"of model '{model.name}' would become sparse. Give the schedule "
+            "a final sparsity above 0."
+        )
     if not targets:
         raise ValueError(
             f"{distribution!r} keeps every selected layer of model "
@@ -212,11 +222,11 @@ def _check_unbuilt(model):
 
 
 def _select(model, infos, selectors):
-    if isinstance(selectors, (str, type)):
+    if isinstance(selectors, (str, type, keras.layers.Layer)):
         selectors = [selectors]
     elif not isinstance(selectors, (list, tuple, set)):
         raise TypeError(
-            "`layers=` takes a name, regex or layer class, or a list of them; "
+            "`layers=` takes a name, regex, layer class or layer object, or a list of them; "
             f"got {selectors!r}."
         )
     selectors = list(selectors)

@@ -1,6 +1,7 @@
 """`strip()`: a plain Keras model with the sparse kernels folded in."""
 
 import contextlib
+import warnings
 
 import keras
 from keras import ops
@@ -38,8 +39,13 @@ def strip(model, in_place=False):
     Raises:
         ValueError: the model can be neither rebuilt nor copied; the
             message gives both reasons.
+
+    Warns:
+        UserWarning: naming the sparse layers that have no zero weight yet
+            (masks never updated), whose stripped layers are dense.
     """
     check_model(model, "strip")
+    warn_if_never_pruned(model, "strip")
     if in_place:
         unwrap_in_place(model)
         return model
@@ -59,6 +65,31 @@ def strip(model, in_place=False):
             ) from copy_error
     unwrap_in_place(plain)
     return plain
+
+
+def warn_if_never_pruned(model, caller):
+    """Warns when sparse layers of `model` have no zero weight at all.
+
+    Their masks were never updated (the model was not trained, or not up to
+    its schedule's first update), so stripping or exporting it gives a dense
+    model; the warning names those layers.
+    """
+    unpruned = []
+    for kernel in sparse_kernels(model):
+        if kernel.size and bool(ops.convert_to_numpy(ops.all(kernel.inference_value()))):
+            if kernel.layer_path not in unpruned:
+                unpruned.append(kernel.layer_path)
+    if unpruned:
+        warnings.warn(
+            f"{caller}: sparse layer(s) {', '.join(map(repr, unpruned))} are at "
+            "0% sparsity (not one zero weight): their masks were never "
+            "updated. Masks change when training with `tfs.SparsityCallback` "
+            "reaches the schedule's first update step, or with "
+            "`tfs.update_masks(model, step)` or `tfs.load_masks`; as they "
+            "are, these layers come out dense.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class RebuildError(ValueError):

@@ -74,6 +74,9 @@ class Structure(ConfigObject):
     #: Whether `scope="global"` (one ranking over all kernels) makes sense.
     supports_global_scope = True
 
+    #: What one prunable unit is called in messages.
+    unit_name = "weight"
+
     @property
     def needs_input_axis(self):
         """Whether units are defined along a kernel's input axis."""
@@ -96,6 +99,31 @@ class Structure(ConfigObject):
                 "up, not summed over); leave it out of `sparsify(..., layers=...)` "
                 "or keep it dense with `distribution=tfs.Uniform(dense=[...])`"
             )
+        if not target_sparsity:
+            return
+        # Counts are whole units: a kernel of few units cannot come near its
+        # target, and pruning every unit would silently cut the layer off.
+        units = self.num_units(shape, input_axis)
+        pruned = mask_ops.num_to_prune(target_sparsity, units)
+        if units == 1:
+            problem = (
+                f"is a single {self.unit_name} of {self!r}, so it can only be "
+                "kept or pruned whole, not pruned to its target sparsity "
+                f"{target_sparsity:g}"
+            )
+        elif pruned >= units:
+            problem = (
+                f"has only {units} {self.unit_name}s of {self!r}, so its "
+                f"target sparsity {target_sparsity:g} would prune every one of them"
+            )
+        else:
+            return
+        raise ValueError(
+            f"{where} (kernel shape {tuple(int(d) for d in shape)}) {problem}; "
+            "use a smaller structure or a lower target, leave it out of "
+            "`sparsify(..., layers=...)`, or keep it dense with "
+            "`distribution=tfs.Uniform(dense=[...])`"
+        )
 
     def num_units(self, shape, input_axis):
         """The number of prunable units of a kernel of `shape`."""
@@ -191,6 +219,8 @@ class Block(Structure):
             input axis, flattened), cols along the input axis. `(1, 4)` is
             LiteRT's fast float block; `(1, 16)` its int8 one.
     """
+
+    unit_name = "block"
 
     def __init__(self, shape=(1, 4)):
         if (

@@ -13,8 +13,10 @@ context), so under `tf.distribute` every replica receives the same values.
 from keras import ops
 
 from tf_sparsity import optimizer_state
+from tf_sparsity import schedules as schedules_lib
 from tf_sparsity import tree
 from tf_sparsity.methods.base import MaskedMethod
+from tf_sparsity.methods.base import PruningMethod
 from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.sparsify import sparse_layers
 
@@ -116,12 +118,65 @@ class MaskUpdater:
         return bool(due)
 
 
-def get_updater(model):
-    """The model's `MaskUpdater`, built once and cached on the model."""
+    def unfinished_schedules(self, last_step):
+        """What each schedule still has to do after `last_step`.
+
+        Args:
+            last_step: the last training step that will run.
+
+        Returns:
+            One line per method whose schedule ends after `last_step`,
+            naming the method, its end step and what is reached by then
+            (empty when every schedule finishes in time).
+        """
+        lines = []
+        for group in self.groups:
+            method = group.method
+            schedule = method.step_schedule
+            end = getattr(schedule, "final_update_step", None)  # Custom schedules may lack it.
+            if end is None or end <= last_step:
+                continue
+            name = type(method).__name__
+            latest = schedule.last_update_step(last_step)
+            if isinstance(method, PruningMethod):
+                reached = 0.0 if latest is None else schedule.sparsity(latest)
+                outcome = (
+                    f"sparsity reaches {reached:.1%} of its "
+                    f"{schedule.final_sparsity:.1%} target"
+                )
+            elif isinstance(schedule, schedules_lib.Ramp):
+                outcome = (
+                    f"the penalty reaches {schedule.value(last_step):.0%} of "
+                    "its full weight"
+                )
+            elif latest is None:
+                outcome = "no update runs"
+            else:
+                outcome = f"its updates after step {latest} never run"
+            lines.append(f"{name} ends at step {end}: {outcome}")
+        return lines
+
+
+def get_updater(model, caller=None):
+    """The model's `MaskUpdater`, built once and cached on the model.
+
+    Args:
+        model: the sparse model.
+        caller: if set, a model without sparse layers is refused with an
+            error naming this caller (what `SparsityCallback` and
+            `update_masks` need: training such a model would not make it
+            sparse).
+    """
     updater = getattr(model, tree.UPDATER_ATTRIBUTE, None)
     if updater is None:
         updater = MaskUpdater(model)
         object.__setattr__(model, tree.UPDATER_ATTRIBUTE, updater)
+    if caller is not None and not updater.wrappers:
+        raise ValueError(
+            f"{caller}: model '{model.name}' has no sparse layer, so training "
+            "it would not make it sparse. Call `tfs.sparsify(model, method)` "
+            "on it before compiling."
+        )
     return updater
 
 
@@ -140,6 +195,10 @@ def update_masks(model, step):
 
     Returns:
         True if masks were recomputed at this step.
+
+    Raises:
+        TypeError: `step` is not an integer.
+        ValueError: `model` has no sparse layer.
     """
     try:
         value = ops.convert_to_numpy(step)
@@ -150,6 +209,6 @@ def update_masks(model, step):
             "update_masks: `step` must be an integer step (a Python int or a "
             f"scalar integer tensor such as optimizer.iterations), got {step!r}."
         )
-    updater = get_updater(model)
+    updater = get_updater(model, caller="update_masks")
     updater.attach()
     return updater.update(int(value))

@@ -11,6 +11,7 @@ call (`SparseWrapper.call_with_kernels`).
 """
 
 import dataclasses
+import difflib
 
 import keras
 
@@ -123,6 +124,17 @@ def register_sparsifiable(layer_class, kernel_attributes, input_axes=None):
             "`kernel_attributes` must be one or more attribute names, got "
             f"{kernel_attributes!r}."
         )
+    for name in kernel_attributes:
+        # Kernels are instance attributes made in `build`, so only names the
+        # class itself defines as something else can be refused here; the
+        # rest are checked on each layer when a model is sparsified.
+        defined = getattr(layer_class, name, None)
+        if callable(defined) and not isinstance(defined, property):
+            raise ValueError(
+                f"register_sparsifiable({layer_class.__name__}): '{name}' is a "
+                "method of the class, not an attribute holding a kernel "
+                "variable."
+            )
     input_axes = dict(input_axes or {})
     unknown = sorted(set(input_axes) - set(kernel_attributes))
     if unknown or not all(isinstance(a, int) for a in input_axes.values()):
@@ -195,11 +207,36 @@ def unsupported_reason(layer):
             "unknown; build the model first (call `model.build(input_shape)` "
             "or run it on a batch)"
         )
-    missing = [s.attribute for s in kernel_specs(layer) if getattr(layer, s.attribute, None) is None]
-    if missing:
+    return kernel_attribute_problem(layer)
+
+
+def kernel_attribute_problem(layer):
+    """Why a built, supported `layer` has no kernel variable where its
+    `KernelSpec`s say (a misspelt or non-weight attribute given to
+    `register_sparsifiable`), or None."""
+    for spec in kernel_specs(layer):
+        value = getattr(layer, spec.attribute, None)
+        if isinstance(value, keras.Variable):
+            continue
+        where = f"layer '{layer.name}' ({type(layer).__name__})"
+        weights = [
+            name for name, held in vars(layer).items() if isinstance(held, keras.Variable)
+        ]
+        close = difflib.get_close_matches(spec.attribute, weights, n=1)
+        hint = (f"Did you mean '{close[0]}'? " if close else "") + (
+            f"Its attributes holding weights: {', '.join(map(repr, weights))}"
+            if weights
+            else "It has no attribute holding a weight variable"
+        )
+        if value is None:
+            found = f"has no attribute '{spec.attribute}'"
+        else:
+            found = (
+                f"has '{spec.attribute}' = {value!r} ({type(value).__name__}), "
+                "not a weight variable"
+            )
         return (
-            f"layer '{layer.name}' ({type(layer).__name__}) has no attribute "
-            f"{', '.join(map(repr, missing))} holding a kernel (see "
-            "`tfs.register_sparsifiable`)"
+            f"{where} {found} (registered as a kernel with "
+            f"`tfs.register_sparsifiable`). {hint}"
         )
     return None

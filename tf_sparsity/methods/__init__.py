@@ -2,6 +2,7 @@
 
 import importlib
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import method_names
 from tf_sparsity.methods.base import MaskedMethod
 from tf_sparsity.methods.base import MaskState
@@ -88,11 +89,17 @@ def make(name, sparsity, total_steps, num_examples=None, **overrides):
 
     Raises:
         ValueError: unknown name, or an argument the method rejects.
+        TypeError: `total_steps` or `num_examples` is not an int.
     """
     if name not in REGISTRY:
         raise ValueError(
             f"Unknown sparsity method {name!r} (known: {', '.join(sorted(REGISTRY))})."
         )
+    owner = f"make_method({name!r})"
+    total_steps = validate.integer(owner, "total_steps", total_steps, minimum=1)
+    if num_examples is not None:
+        # Regularizer weights are set to a factor / num_examples.
+        num_examples = validate.integer(owner, "num_examples", num_examples, minimum=1)
     try:
         return REGISTRY[name].recipe(
             sparsity, total_steps, num_examples=num_examples, **overrides

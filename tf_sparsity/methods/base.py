@@ -230,7 +230,7 @@ class MaskedMethod(SparsityMethod):
             f"layer '{kernel.layer.name}' ({kernel.name})",
             kernel.shape,
             kernel.input_axis,
-            kernel.target,
+            kernel.target if kernel.target is not None else self.final_sparsity,
         )
         variable = kernel.variable
         mask = kernel.add_weight(

@@ -67,6 +67,12 @@ class DynamicSparseMethod(base.MaskedMethod):
     ):
         owner = type(self).__name__
         self.sparsity = validate.sparsity(owner, "sparsity", sparsity)
+        if self.sparsity == 0.0:
+            raise ValueError(
+                f"{owner}: `sparsity` is 0.0, so every weight stays and no "
+                "connection can move; dynamic sparse training needs a "
+                "sparsity in (0, 1)."
+            )
         self.update_frequency = validate.integer(owner, "update_frequency", update_frequency, minimum=1)
         self.drop_fraction = validate.number(owner, "drop_fraction", drop_fraction, minimum=0.0, maximum=1.0)
         self.drop_fraction_decay = validate.choice(owner, "drop_fraction_decay", drop_fraction_decay, DECAYS)
@@ -77,6 +83,14 @@ class DynamicSparseMethod(base.MaskedMethod):
                     f"{owner}: end_step ({end_step}) comes before the first "
                     f"update (step update_frequency={self.update_frequency}), "
                     "so no connection would ever move."
+                )
+            if end_step == self.update_frequency and self.drop_fraction_decay == "cosine":
+                raise ValueError(
+                    f"{owner}: the only update is at end_step ({end_step} = "
+                    "update_frequency), where the cosine decay has brought "
+                    "the drop fraction to 0, so no connection would ever "
+                    "move. Give an end_step after update_frequency, or "
+                    'drop_fraction_decay="constant".'
                 )
         elif self.drop_fraction_decay == "cosine":
             raise ValueError(
@@ -111,12 +125,22 @@ class DynamicSparseMethod(base.MaskedMethod):
         training. `frequency` and `end_step` (the runs' schedule flags) set
         `update_frequency` and `end_step`; `begin_step` does not apply (these
         methods are sparse from step 0)."""
+        owner = cls.__name__
         if overrides.pop("begin_step", None) not in (None, 0):
             raise ValueError(
-                f"{cls.__name__} trains sparse from step 0: `begin_step` does not apply."
+                f"{owner} trains sparse from step 0: `begin_step` does not apply."
             )
-        end = overrides.pop("end_step", None) or max(int(0.75 * total_steps), 1)
-        frequency = overrides.pop("frequency", None) or min(100, max(end // 20, 1))
+        # An explicit value is used as given (or refused), never replaced.
+        end = overrides.pop("end_step", None)
+        if end is None:
+            end = max(int(0.75 * total_steps), 1)
+        else:
+            end = validate.integer(owner, "end_step", end, minimum=1)
+        frequency = overrides.pop("frequency", None)
+        if frequency is None:
+            frequency = min(100, max(end // 20, 1))
+        else:
+            frequency = validate.integer(owner, "frequency", frequency, minimum=1)
         overrides.setdefault("update_frequency", frequency)
         overrides.setdefault("end_step", end)
         return cls(target_sparsity, **cls._seeded(overrides, seed))
