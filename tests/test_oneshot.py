@@ -315,6 +315,17 @@ def test_bad_arguments_name_what_is_wrong(rng):
         tfs.prune_oneshot(two_layer_mlp(rng), "magnitude", sparsity=1.0)
 
 
+def test_a_layer_the_method_cannot_prune_is_named_and_the_model_left_unchanged(rng):
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(8, 3, name="conv"), keras.layers.Flatten(), keras.layers.Dense(4, name="head")])
+    x = rng.normal(size=(4, 6, 6, 3)).astype("float32")
+    with pytest.raises(ValueError, match="layer 'conv'.*Conv2D.*method='magnitude'"):
+        tfs.prune_oneshot(model, "sparsegpt", x, layers=["conv", "head"], verbose=0)
+    assert tfs.sparse_layers(model) == []
+    with pytest.warns(UserWarning, match="'conv' \\(Conv2D\\)"):
+        tfs.prune_oneshot(model, "sparsegpt", x, verbose=0)  # by default: the Dense layers only
+    assert [path.split("/")[-1] for path, _ in tfs.sparse_layers(model)] == ["head"]
+
+
 def test_layers_the_data_never_reaches_are_named(rng):
     inputs = keras.Input((16,))
     used = keras.layers.Dense(4, name="used")(inputs)

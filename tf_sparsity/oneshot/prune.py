@@ -1,9 +1,12 @@
 """`prune_oneshot()`: prune a trained model once, from a calibration set."""
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
+from tf_sparsity import selection
 from tf_sparsity import sparsify as sparsify_lib
 from tf_sparsity import tree
 from tf_sparsity.layers import kernels as kernels_lib
@@ -98,18 +101,22 @@ def prune_oneshot(
             )
         batches = calibration.calibration_batches(model, calibration_data, num_samples, batch_size)
     selected = _default_layers(model, method) if layers is None else layers
+    # Every check runs before the model changes: an error leaves it as it was.
+    chosen = _chosen_layers(model, selected)
+    views = {}
+    for info in chosen:
+        where = f"layer '{info.path}'"
+        if method.needs_calibration:
+            views[id(info.layer)] = LinearView(info.layer, where)
+            method.check_layer(where, views[id(info.layer)])
+        else:
+            for spec in kernels_lib.kernel_specs(info.layer):
+                kernel = getattr(info.layer, spec.attribute)
+                method.structure.check(where, kernel.shape, spec.resolve_input_axis(info.layer), method.sparsity)
     sparsify_lib.sparsify(model, FixedMask(), layers=selected)
     wrappers = [wrapper for _, wrapper in sparsify_lib.sparse_layers(model)]
     paths = {id(w): path for path, w in sparsify_lib.sparse_layers(model)}
-    views = {}
-    for wrapper in wrappers:
-        where = f"layer '{paths[id(wrapper)]}'"
-        if method.needs_calibration:
-            views[id(wrapper)] = LinearView(wrapper.layer, where)
-            method.check_layer(where, views[id(wrapper)])
-        else:
-            for kernel in wrapper.kernels:
-                method.structure.check(where, kernel.shape, kernel.input_axis, method.sparsity)
+    views = {id(w): views[id(w.layer)] for w in wrappers if id(w.layer) in views}
 
     progress = keras.utils.Progbar(len(wrappers), verbose=verbose, unit_name="layer")
     if not method.needs_calibration:
@@ -183,11 +190,21 @@ def _default_layers(model, method):
         ] or None
     if not method.needs_calibration:
         return None
-    chosen = [
-        node.layer
-        for node in tree.walk(model)
-        if isinstance(node.layer, linear) and kernels_lib.is_supported(node.layer)
-    ]
+    chosen, skipped = [], []
+    for node in tree.walk(model):
+        if not kernels_lib.is_supported(node.layer):
+            continue
+        if isinstance(node.layer, linear):
+            chosen.append(node.layer)
+        else:
+            skipped.append(f"'{tree.path_string(node.name_path)}' ({type(node.layer).__name__})")
+    if chosen and skipped:
+        warnings.warn(
+            f"prune_oneshot: method '{method.name}' prunes Dense and EinsumDense "
+            f"layers; these stay dense: {', '.join(skipped)}. Prune them with "
+            "method='magnitude' (`layers=` selects which).",
+            stacklevel=3,
+        )
     if not chosen:
         raise ValueError(
             f"prune_oneshot: model '{model.name}' has no Dense or EinsumDense "
@@ -195,6 +212,16 @@ def _default_layers(model, method):
             "other layer types."
         )
     return chosen
+
+
+def _chosen_layers(model, selected):
+    """The `LayerInfo`s of the layers `sparsify(model, ..., layers=selected)`
+    would wrap (an unmatched selector is left for `sparsify` to report)."""
+    infos = sparsify_lib.layer_infos(model)
+    if selected is None:
+        return infos
+    selectors = selection.as_list(selected)
+    return [info for info in infos if any(selection.matches(s, info) for s in selectors)]
 
 
 def _wrappers_in(layer):
