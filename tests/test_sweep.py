@@ -26,12 +26,12 @@ def _fresh_keras_state():
 
 
 SPEC = {
-    "task": "lenet300",
+    "task": "resnet50",
     "methods": ["dense", "magnitude", "random"],
     "sparsities": [0.5, 0.9],
     "seeds": [0, 1],
     "hparams": {"learning_rate": [0.1, 0.01]},
-    "args": {"steps": 100, "use_bias": True},
+    "args": {"steps": 100, "synthetic_data": True},
 }
 # dense ignores sparsities: 2 hparams x 2 seeds; pruning: 2 x 2 x 2 each.
 NUM_RUNS = 4 + 8 + 8
@@ -68,6 +68,7 @@ class FakeTrainer:
             "wall_time_s": 1.0,
             "seed": int(flag(argv, "seed")),
             "accuracy": 0.98 - 0.1 * sparsity,
+            "main_metric": "accuracy",
             "run_id": run_id,
         }
         (model_dir / "result.json").write_text(json.dumps(row))
@@ -104,14 +105,14 @@ def test_expand_grid_count_and_contents(tmp_path):
         )
     for config in configs:
         assert config["model_dir"] == str(tmp_path / config["run_id"])
-        assert config["args"] == {"steps": 100, "use_bias": True}
+        assert config["args"] == {"steps": 100, "synthetic_data": True}
 
 
 def test_run_ids_are_unique_readable_and_deterministic(tmp_path):
     run_ids = [c["run_id"] for c in sweep.expand_grid(SPEC, tmp_path)]
     assert len(set(run_ids)) == NUM_RUNS
-    assert "lenet300-magnitude-sp0.9-seed1-learning_rate0.01" in run_ids
-    assert "lenet300-dense-sp0-seed0-learning_rate0.1" in run_ids
+    assert "resnet50-magnitude-sp0.9-seed1-learning_rate0.01" in run_ids
+    assert "resnet50-dense-sp0-seed0-learning_rate0.1" in run_ids
 
     # Same spec, with its keys and hparams written in another order.
     reordered = dict(reversed(list(SPEC.items())))
@@ -125,12 +126,12 @@ def test_spec_files_json_and_yaml(tmp_path):
     json_path.write_text(json.dumps(SPEC))
     yaml_path = tmp_path / "spec.yaml"
     yaml_path.write_text(
-        "task: lenet300\n"
+        "task: resnet50\n"
         "methods: [dense, magnitude, random]\n"
         "sparsities: [0.5, 0.9]\n"
         "seeds: [0, 1]\n"
         "hparams: {learning_rate: [0.1, 0.01]}\n"
-        "args: {steps: 100, use_bias: true}\n"
+        "args: {steps: 100, synthetic_data: true}\n"
     )
     expected = sweep.expand_grid(SPEC, tmp_path)
     assert sweep.expand_grid(json_path, tmp_path) == expected
@@ -188,18 +189,18 @@ def test_print_mode_writes_one_command_per_run(tmp_path):
 
     lines = commands.read_text().splitlines()
     assert len(lines) == NUM_RUNS == len(summary.ran)
-    run_id = "lenet300-magnitude-sp0.9-seed1-learning_rate0.01"
+    run_id = "resnet50-magnitude-sp0.9-seed1-learning_rate0.01"
     run_dir = tmp_path / "out" / run_id
     expected = [
         "tf-sparsity", "train",
-        "--task", "lenet300",
+        "--task", "resnet50",
         "--method", "magnitude",
         "--sparsity", "0.9",
         "--seed", "1",
         "--model_dir", str(run_dir),
         "--learning_rate", "0.01",
         "--steps", "100",
-        "--use_bias", "true",
+        "--synthetic_data", "true",
     ]  # fmt: skip
     assert expected in [shlex.split(line) for line in lines]
     assert not (tmp_path / "out").exists()  # Printing runs nothing.
@@ -290,7 +291,7 @@ def test_cli_sweep_local_exit_codes(tmp_path, monkeypatch, capsys):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({**SPEC, "methods": ["dense"]}))
     out = tmp_path / "o"
-    run_id = "lenet300-dense-sp0-seed0-learning_rate0.1"
+    run_id = "resnet50-dense-sp0-seed0-learning_rate0.1"
     monkeypatch.setattr(sweep, "subprocess_runner", FakeTrainer(fail=[run_id]))
     assert run_cli(["sweep", str(spec), "--out", str(out)]) == 1
     assert f"failed: {run_id}: exit status 3" in capsys.readouterr().err

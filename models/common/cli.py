@@ -13,6 +13,8 @@ fields: its defaults, then `--config PRESET`, then one flag per field
 """
 
 import argparse
+import sys
+import warnings
 
 from tf_sparsity_models.common import config as config_lib
 from tf_sparsity_models.common import task as task_lib
@@ -37,7 +39,9 @@ def add_train_parser(subparsers, task_name=DEFAULT_TASK):
         description=(
             "Trains, evaluates and exports one run, and writes its result "
             "row to MODEL_DIR/result.json. Restarting with the same "
-            "--model_dir resumes an interrupted run. Settings: the task's "
+            "--model_dir resumes an interrupted run from its last intact "
+            "backup; a finished run is not trained again (see --overwrite). "
+            "Settings: the task's "
             "defaults, then --config PRESET, then the flags below, then "
             "--set KEY=VALUE. The flags shown are those of --task."
         ),
@@ -59,6 +63,12 @@ def add_train_parser(subparsers, task_name=DEFAULT_TASK):
         default=[],
         metavar="KEY=VALUE",
         help="set any config value, e.g. --set blocks=1,1,1,1 (repeatable)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the run already in --model_dir (finished or not, whatever its "
+        "settings); without it, a finished run with the same settings is left as it "
+        "is (exit 0) and one with other settings is an error",
     )
     parser.add_argument("--list_configs", action="store_true", help="list the presets and exit")
     parser.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2; default: 2)")
@@ -113,8 +123,30 @@ def train_command(args):
 
     boundary = getattr(args, "boundary", None)
     callbacks = [boundary.callback()] if boundary is not None else []
-    runner.run(config, args.model_dir, callbacks=callbacks, verbose=args.verbose)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", runner.ScheduleNotFinishedWarning)
+        warnings.showwarning = _one_line_warnings(
+            warnings.showwarning, runner.ScheduleNotFinishedWarning
+        )
+        runner.run(
+            config, args.model_dir, callbacks=callbacks, verbose=args.verbose,
+            overwrite=args.overwrite,
+        )
     return 0
+
+
+def _one_line_warnings(show, category):
+    """`warnings.showwarning` printing warnings of `category` as one
+    `warning: ...` line (they are about the command's input), others as
+    `show` does."""
+
+    def show_warning(message, warning_category, filename, lineno, file=None, line=None):
+        if issubclass(warning_category, category):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, warning_category, filename, lineno, file, line)
+
+    return show_warning
 
 
 def config_from_args(task, args):

@@ -61,6 +61,12 @@ class RunConfig:
     method: str = field(DENSE, "sparsity method", choices=method_names)
     sparsity: float = field(0.0, "target sparsity, in (0, 1); 0 for dense", minimum=0.0, below=1.0)
     seed: int = field(0, "seed of weights, data order and random methods", minimum=0)
+    deterministic: bool = field(
+        False, "deterministic ops (TensorFlow's op determinism): the same command gives "
+        "bit-identical masks, weights and metrics, also when killed and resumed; costs "
+        "speed (input pipelines with random augmentation run serially, a resumed run "
+        "replays the input of the steps done)"
+    )
     # Data.
     data_dir: str = field(None, "TFDS data directory (default: TFDS's)", str)
     synthetic_data: bool = field(False, "random data instead of a dataset")
@@ -191,6 +197,21 @@ def check_common(config):
         )
     if (config.mask_from is None) != (config.variant is None):
         raise ValueError("--mask_from and --variant go together: give both, or neither")
+    # A run saves its weights at rewind_step (a lottery variant's names the
+    # source run's): only at a step it runs and its callbacks see.
+    if config.rewind_step is not None and config.variant is None:
+        if config.rewind_step >= config.steps:
+            raise ValueError(
+                f"rewind_step {config.rewind_step} is not before the end of training "
+                f"(steps {config.steps}, the last is step {config.steps - 1}): no rewind "
+                "weights would be saved"
+            )
+        if config.rewind_step % config.steps_per_execution:
+            raise ValueError(
+                f"rewind_step {config.rewind_step} is not a multiple of steps_per_execution "
+                f"{config.steps_per_execution}: callbacks see only every "
+                f"{config.steps_per_execution}th step, so no rewind weights would be saved"
+            )
     if (
         config.begin_step is not None
         and config.end_step is not None

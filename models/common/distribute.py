@@ -81,6 +81,22 @@ def is_chief(strategy):
     return "chief" not in jobs
 
 
+def is_chief_task(strategy_name):
+    """`is_chief` from the `TF_CONFIG` environment variable alone, for when
+    no strategy has been made (a multi-worker run that has nothing to do)."""
+    if strategy_name != "multi_worker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except json.JSONDecodeError:
+        return True
+    task_info = tf_config.get("task") or {}
+    task_type, task_id = task_info.get("type"), task_info.get("index", 0)
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in (tf_config.get("cluster") or {})
+
+
 def worker_dir(model_dir, strategy):
     """Where this process writes what only it needs.
 

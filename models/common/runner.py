@@ -5,9 +5,10 @@ directory holds:
 
 - `result.json`: the run's result row (written last: a run is finished when
   it exists), read by `tf-sparsity report`;
-- `backup/`: `keras.callbacks.BackupAndRestore` state, written every
-  `checkpoint_every` steps and deleted when training ends; a run restarted
-  with the same directory resumes from it;
+- `backup/`: the training state (weights, optimizer, epoch), written every
+  `checkpoint_every` steps without ever replacing the last good backup in
+  place (`backup.py`), and deleted once the result row is written; a run
+  restarted with the same directory resumes from its newest intact backup;
 - `logs/`: TensorBoard (loss, metrics, learning rate, and per-layer sparsity
   under `logs/sparsity`);
 - `model.keras`: the trained sparse model (`tfs.load` reads it);
@@ -16,6 +17,12 @@ directory holds:
   the weights at step 0 (and at `--rewind_step`) and the final masks, which
   seed the lottery and scratch variants of another run (`--mask_from`);
 - `workers/`: in multi-worker runs, the other workers' backups and logs.
+
+A finished run (one with `result.json`) is never trained again: the same
+settings return its row, other settings are an error, unless `overwrite`
+replaces it. With `deterministic` (`--deterministic`), a run gives the same
+masks, weights and row (timings aside) every time, whether it ran in one go
+or was killed and resumed any number of times.
 """
 
 import dataclasses
@@ -23,6 +30,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import keras
 import tensorflow as tf
@@ -30,8 +38,11 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity import structures
+from tf_sparsity import updater as updater_lib
 from tf_sparsity_models.reporting import rows as rows_lib
+from tf_sparsity_models.common import backup as backup_lib
 from tf_sparsity_models.common import config as config_lib
+from tf_sparsity_models.common import determinism
 from tf_sparsity_models.common import distribute
 from tf_sparsity_models.common import task as task_lib
 
@@ -42,6 +53,8 @@ MODEL_FILENAME = "model.keras"
 EXPORT_DIRNAME = os.path.join("export", "1")
 INIT_WEIGHTS = "init.weights.h5"
 MASKS_FILENAME = "masks.npz"
+# What runs of earlier versions left in backup/ (Keras's own callback).
+KERAS_BACKUP = "latest.weights.h5"
 
 
 def rewind_weights(step):
@@ -55,13 +68,21 @@ class TrainResult:
     Attributes:
         row: the result row (also written to `model_dir/result.json` by the
             chief).
-        model: the trained (sparse) Keras model.
+        model: the trained (sparse) Keras model; None when the run had
+            finished before (`tfs.load(model_dir/model.keras)` loads it).
         is_chief: whether this process wrote the shared outputs.
+        already_finished: whether `model_dir` held this run, finished, so
+            nothing was trained.
     """
 
     row: dict
     model: object
     is_chief: bool = True
+    already_finished: bool = False
+
+
+class ScheduleNotFinishedWarning(UserWarning):
+    """Training ends before the sparsity schedule (or penalty ramp) does."""
 
 
 class SaveWeightsAt(keras.callbacks.Callback):
@@ -82,7 +103,7 @@ class SaveWeightsAt(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._epoch_start + batch == self.step:
-            self.model.save_weights(self.path, overwrite=True)
+            backup_lib.save_weights_atomically(self.model, self.path)
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -181,10 +202,15 @@ def build_sparse_model(task, config, data):
     return tfs.sparsify(model, method, distribution=distribution)
 
 
-def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
+def run(config, model_dir, callbacks=(), verbose=2, print_fn=print, overwrite=False):
     """Trains, evaluates and exports one run; writes `model_dir/result.json`.
 
-    A run restarted with the same `model_dir` resumes from its last backup.
+    A run restarted with the same `model_dir` resumes from its newest intact
+    backup. A finished run is not trained again: with the same config its
+    row is returned (`already_finished`), with another one this raises,
+    unless `overwrite`. With `config.deterministic`, ops are deterministic
+    (from then on, in this process: `determinism.enable`) and a resumed run
+    sees the data an uninterrupted one would, so both end bit-identical.
 
     Args:
         config: a resolved config (`config_lib.make_config`).
@@ -192,12 +218,16 @@ def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: Keras verbosity (2: one line per Keras epoch).
         print_fn: where the sparsity table and progress notes go.
+        overwrite: replace a finished (or unfinished) run in `model_dir`,
+            whatever its settings, instead of returning or resuming it.
 
     Returns:
         A `TrainResult`.
 
     Raises:
-        ValueError: a bad value, a missing dataset, or no TPU/cluster.
+        ValueError: a bad value, a missing dataset, no TPU/cluster, a
+            `model_dir` that is a file or holds a run with other settings,
+            or one whose backups are all damaged.
     """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
@@ -205,18 +235,140 @@ def run(config, model_dir, callbacks=(), verbose=2, print_fn=print):
             f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()!r}"
         )
     task = task_lib.get(config.task)
+    # Before any work (and before the strategy, which waits for the other
+    # workers): every worker reads the same, shared model_dir.
+    state = inspect_model_dir(model_dir, config, overwrite)
+    if state.finished_row is not None:
+        path = os.path.join(model_dir, RESULT_FILENAME)
+        print_fn(f"The run in {model_dir} is complete (same settings); its result row is {path}")
+        return TrainResult(
+            row=state.finished_row, model=None, is_chief=distribute.is_chief_task(config.strategy),
+            already_finished=True,
+        )
     # First: MultiWorkerMirroredStrategy must come before any other op.
     strategy = distribute.make_strategy(config.strategy, config.tpu)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
-        return _train(task, strategy, config, model_dir, callbacks, verbose, print_fn)
+        return _train(task, strategy, config, model_dir, state, callbacks, verbose, print_fn)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn):
+@dataclasses.dataclass
+class ModelDirState:
+    """What `inspect_model_dir` found in a run's directory.
+
+    Attributes:
+        finished_row: the row of the same run, finished (None: train).
+        restore: the backup to resume from (None: start at step 0).
+        notes: lines to print (damaged backups passed over).
+        overwrite: whether earlier outputs are to be deleted first.
+    """
+
+    finished_row: dict = None
+    restore: backup_lib.Backup = None
+    notes: tuple = ()
+    overwrite: bool = False
+
+
+def inspect_model_dir(model_dir, config, overwrite=False):
+    """Decides how a run starts in `model_dir`: train from step 0, resume
+    from a backup, or not at all (finished). Reads only.
+
+    Args:
+        model_dir: the run's directory.
+        config: the run's resolved config.
+        overwrite: whether an earlier run there may be replaced.
+
+    Returns:
+        A `ModelDirState`.
+
+    Raises:
+        ValueError: `model_dir` is a file; it holds a run (finished, or its
+            backups) with other settings and `overwrite` is False; or all
+            its backups are damaged.
+    """
+    if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+        raise ValueError(f"--model_dir {model_dir} is a file, not a directory")
+    if overwrite:
+        return ModelDirState(overwrite=True)
+    hparams = config.to_dict()
+    row_path = os.path.join(model_dir, RESULT_FILENAME)
+    if tf.io.gfile.exists(row_path):
+        try:
+            with tf.io.gfile.GFile(row_path) as f:
+                row = json.loads(f.read())
+        except ValueError as error:
+            raise ValueError(
+                f"{row_path} is not a readable result row ({error}): delete it to "
+                "train this run again, or pass --overwrite"
+            ) from None
+        _check_same_run(model_dir, "a finished run", row.get("hparams") or {}, hparams)
+        return ModelDirState(finished_row=row)
+    backup_dir = os.path.join(model_dir, BACKUP_DIRNAME)
+    restore, damaged = backup_lib.scan(backup_dir)
+    notes = tuple(
+        f"Backup of epoch {d.epoch} in {backup_dir} is damaged ({d.reason}); passed over"
+        for d in damaged
+    )
+    if restore is None and damaged:
+        reasons = "; ".join(f"epoch {d.epoch}: {d.reason}" for d in damaged)
+        raise ValueError(
+            f"{backup_dir} holds no intact backup ({reasons}): "
+            f"delete {backup_dir} to train this run from step 0, or pass --overwrite"
+        )
+    if restore is not None:
+        _check_same_run(model_dir, "an unfinished run", restore.hparams, hparams)
+    elif tf.io.gfile.exists(os.path.join(backup_dir, KERAS_BACKUP)):
+        notes += (
+            f"{backup_dir} holds a backup of keras.callbacks.BackupAndRestore ({KERAS_BACKUP}), "
+            "which runs of this version do not write or read: training from step 0",
+        )
+    return ModelDirState(restore=restore, notes=notes)
+
+
+#: Config fields saying where things are, not what the run is: a run may
+#: resume (or be found finished) with other values.
+LOCATION_FIELDS = ("data_dir", "manual_dir", "tpu")
+
+
+def _check_same_run(model_dir, what, theirs, ours):
+    # Fields one side lacks came or went with another version: not compared.
+    shared = (set(theirs) & set(ours)) - set(LOCATION_FIELDS)
+    differ = sorted(name for name in shared if theirs[name] != ours[name])
+    if not differ:
+        return
+    shown = ", ".join(
+        f"{name} {theirs.get(name)!r} there, {ours.get(name)!r} here" for name in differ[:4]
+    )
+    more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+    raise ValueError(
+        f"--model_dir {model_dir} holds {what} with other settings ({shown}{more}): "
+        "give another --model_dir, or --overwrite to replace it"
+    )
+
+
+def _clear_outputs(task, own_dir, chief):
+    """Deletes what an earlier run wrote into this process's directory."""
+    if not chief:  # A worker's directory holds only its own files.
+        if tf.io.gfile.exists(own_dir):
+            tf.io.gfile.rmtree(own_dir)
+        return
+    names = [RESULT_FILENAME, MODEL_FILENAME, "export", BACKUP_DIRNAME, LOGS_DIRNAME,
+             INIT_WEIGHTS, MASKS_FILENAME, *task.outputs]
+    if tf.io.gfile.isdir(own_dir):
+        names += [n for n in tf.io.gfile.listdir(own_dir) if n.startswith("rewind_")]
+    for name in names:
+        path = os.path.join(own_dir, name.rstrip("/"))
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def _train(task, strategy, config, model_dir, state, extra_callbacks, verbose, print_fn):
     chief = distribute.is_chief(strategy)
     own_dir = distribute.worker_dir(model_dir, strategy)
     replicas = strategy.num_replicas_in_sync
@@ -226,15 +378,24 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
                 f"{name} {getattr(config, name)} does not split evenly over "
                 f"{replicas} replicas"
             )
+    if state.overwrite:
+        _clear_outputs(task, own_dir, chief)
     # Seeded first: tf.random.set_seed also drops the TF resources made
     # so far (a tokenizer's op), which the data pipelines need.
-    keras.utils.set_random_seed(config.seed)
+    determinism.enable(config.seed, config.deterministic)
     data = task.load_data(config, model_dir)
     backup_dir = os.path.join(own_dir, BACKUP_DIRNAME)
     logs_dir = os.path.join(own_dir, LOGS_DIRNAME)
-    resumed_epoch = restored_epoch(backup_dir)
-    if resumed_epoch and chief:
-        print_fn(f"Resuming from {backup_dir} (Keras epoch {resumed_epoch})")
+    # Every worker restores the chief's backup (inspected in model_dir):
+    # workers hold the same variables, and so all resume at the same step
+    # even when one was killed while writing its own backup.
+    restore = state.restore
+    resumed_epoch = restore.epoch if restore is not None else 0
+    if chief:
+        for note in state.notes:
+            print_fn(note)
+        if restore is not None:
+            print_fn(f"Resuming from {restore.weights_path} (Keras epoch {resumed_epoch})")
 
     with strategy.scope():
         model = build_sparse_model(task, config, data)
@@ -247,12 +408,22 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
                 # multi-worker strategy, reading the variables is a
                 # collective step all workers must take together.
                 tf.io.gfile.makedirs(own_dir)
-                model.save_weights(os.path.join(own_dir, INIT_WEIGHTS))
+                backup_lib.save_weights_atomically(model, os.path.join(own_dir, INIT_WEIGHTS))
+
+    unfinished = unfinished_schedules(model, config.steps)
+    if unfinished and chief:
+        warnings.warn(
+            f"training ends at step {config.steps - 1} (--steps {config.steps}), before "
+            f"the schedule: {'; '.join(unfinished)}. The run's row records "
+            "schedule_finished: false",
+            ScheduleNotFinishedWarning,
+            stacklevel=2,
+        )
 
     train_data = task.train_dataset(strategy, config, data, resumed_epoch)
     eval_data, eval_steps = task.eval_dataset(strategy, config, data)
 
-    callbacks = _callbacks(config, backup_dir, logs_dir) + list(extra_callbacks)
+    callbacks = _callbacks(config, backup_dir, logs_dir, restore) + list(extra_callbacks)
     if config.rewind_step is not None and config.variant is None:
         callbacks.append(  # On every worker, as above.
             SaveWeightsAt(config.rewind_step, os.path.join(own_dir, rewind_weights(config.rewind_step)))
@@ -265,15 +436,20 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
             validation_freq=config.validation_freq,
         )
     start = time.time()
-    model.fit(
-        train_data,
-        epochs=math.ceil(config.steps / config.checkpoint_every),
-        steps_per_epoch=config.checkpoint_every,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # The pipeline shuffles.
-        **validation,
-    )
+    with warnings.catch_warnings():
+        # SparsityCallback's own account of the same (warned above, with
+        # the run's flags).
+        warnings.filterwarnings("ignore", message="SparsityCallback: this fit's last step")
+        model.fit(
+            train_data,
+            epochs=math.ceil(config.steps / config.checkpoint_every),
+            initial_epoch=resumed_epoch,
+            steps_per_epoch=config.checkpoint_every,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # The pipeline shuffles.
+            **validation,
+        )
     wall_time = time.time() - start
 
     results = {}
@@ -287,15 +463,29 @@ def _train(task, strategy, config, model_dir, extra_callbacks, verbose, print_fn
         tfs.save_masks(model, os.path.join(own_dir, MASKS_FILENAME), run=run)
     if chief:
         _write_outputs(task, model, row, config, data, model_dir, print_fn)
+    # Kept until the row is written: a run killed while evaluating or
+    # exporting resumes after its last step instead of at step 0.
+    if tf.io.gfile.exists(backup_dir):
+        tf.io.gfile.rmtree(backup_dir)
     return TrainResult(row=row, model=model, is_chief=chief)
 
 
-def _callbacks(config, backup_dir, logs_dir):
+def unfinished_schedules(model, steps):
+    """What the model's schedules (sparsity, penalty ramps) still have to do
+    after a run of `steps` steps: one line per method whose schedule ends
+    after step `steps - 1` (the library's account: end step, and the
+    sparsity or penalty reached by then); empty when all finish in time."""
+    if not tfs.sparse_layers(model):
+        return []
+    return updater_lib.get_updater(model).unfinished_schedules(steps - 1)
+
+
+def _callbacks(config, backup_dir, logs_dir, restore=None):
     callbacks = [
         # Keras restores only the epoch number, so an epoch is exactly the
         # interval between backups: a backup taken mid-epoch would make the
         # resumed run repeat that epoch's steps.
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"),
+        backup_lib.BackupCallback(backup_dir, config.to_dict(), restore),
         StopAtStep(config.steps, config.checkpoint_every),
     ]
     if config.method != config_lib.DENSE:
@@ -307,8 +497,12 @@ def _callbacks(config, backup_dir, logs_dir):
 
 def result_row(task, config, model, report, results, wall_time, dataset, replicas):
     """The run's result row (`tf_sparsity_models.reporting.rows.make_row`): the
-    shared fields, the task's metrics (None where not evaluated), and
-    `main_metric` naming the task's."""
+    shared fields, the task's metrics (None where not evaluated),
+    `main_metric` naming the task's, and `schedule_finished` (False when
+    training ended before the sparsity schedule did; None for dense runs)."""
+    schedule_finished = None
+    if tfs.sparse_layers(model):
+        schedule_finished = not unfinished_schedules(model, config.steps)
     lineage = {}
     if config.variant is not None:
         # Rows of a variant are reported as their own series.
@@ -327,6 +521,7 @@ def result_row(task, config, model, report, results, wall_time, dataset, replica
         num_replicas=replicas,
         hparams=config.to_dict(),
         method_config=_method_config(model),
+        schedule_finished=schedule_finished,
         layers=report.as_dict()["layers"],
         versions={
             "tf_sparsity": tfs.__version__,
@@ -361,16 +556,9 @@ def _write_outputs(task, model, row, config, data, model_dir, print_fn):
 
 
 def restored_epoch(backup_dir):
-    """The Keras epoch `BackupAndRestore` will resume from (0 if none).
-
-    Reads the callback's own `training_metadata.json`.
-    """
-    path = os.path.join(backup_dir, "training_metadata.json")
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return int(json.loads(f.read()).get("epoch", 0))
-    except (tf.errors.NotFoundError, ValueError):
-        return 0
+    """The Keras epoch a run restarted on `backup_dir` resumes from: that
+    of its newest intact backup (0 if none)."""
+    return backup_lib.latest_epoch(backup_dir)
 
 
 def _method_config(model):

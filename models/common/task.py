@@ -32,6 +32,9 @@ class Task:
             own `tf-sparsity` subcommands, each with an
             `add_parser(subparsers)` (the built-in tasks list theirs in
             `COMMANDS`).
+        outputs: names of the files the task writes into the model
+            directory itself (a vocabulary), deleted with the run's by
+            `--overwrite`.
     """
 
     name = None
@@ -39,6 +42,7 @@ class Task:
     presets = {}
     main_metric = None
     commands = ()
+    outputs = ()
 
     def resolve(self, config):
         """Task checks and task defaults for `config` (already field-checked);
@@ -71,7 +75,12 @@ class Task:
         raise NotImplementedError
 
     def train_dataset(self, strategy, config, data, resumed_epoch):
-        """Required: the distributed training dataset."""
+        """Required: the distributed training dataset, resumed after
+        `resumed_epoch` Keras epochs (`resumed_epoch * config.checkpoint_every`
+        steps). With `config.deterministic` it must yield what an
+        uninterrupted run's dataset yields from that step on (the same seed,
+        the steps done skipped: `tfds_data.skip_steps`); otherwise it may
+        reshuffle instead."""
         raise NotImplementedError
 
     def eval_dataset(self, strategy, config, data):
@@ -101,6 +110,20 @@ class Task:
         tfs.export_saved_model(model, export_dir, overwrite=True)
 
 
+def resumed_data(config, resumed_epoch):
+    """`(shuffle_seed, skip_steps)` of a training pipeline resumed after
+    `resumed_epoch` Keras epochs.
+
+    With `config.deterministic`: the run's seed, and the steps done to skip
+    (the pipeline replays them, which costs their input time once, so the
+    resumed run trains on what an uninterrupted one would). Otherwise a new
+    seed and nothing skipped: a cheap restart on another order of examples.
+    """
+    if config.deterministic:
+        return config.seed, resumed_epoch * config.checkpoint_every
+    return config.seed + resumed_epoch, 0
+
+
 #: Task name -> "module:attribute" of its `Task` instance.
 TASKS = {
     "resnet50": "tf_sparsity_models.resnet50.task:TASK",
@@ -112,6 +135,14 @@ TASKS = {
 #: building the command's parser imports no task.
 COMMANDS = {
     "transformer": ("tf_sparsity_models.transformer.cli",),
+}
+
+#: Task name -> (module, config class, presets) of its config, which
+#: imports neither Keras nor TensorFlow: `sweep` checks a grid against it
+#: before anything runs. A task not listed here is imported instead.
+CONFIGS = {
+    "resnet50": ("tf_sparsity_models.resnet50.configs", "ResNet50Config", "PRESETS"),
+    "transformer": ("tf_sparsity_models.transformer.configs", "TransformerConfig", "PRESETS"),
 }
 
 _REGISTERED = {}
@@ -139,6 +170,21 @@ def command_modules():
             if module not in modules:
                 modules.append(module)
     return modules
+
+
+def config_spec(name):
+    """`(config_class, presets)` of the task `name`, importing only its
+    config module when it is listed in `CONFIGS`.
+
+    Raises:
+        ValueError: unknown task, or one whose extra is not installed.
+    """
+    if name in _REGISTERED or name not in CONFIGS:
+        task = get(name)
+        return task.config_class, task.presets
+    module, config_class, presets = CONFIGS[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, config_class), getattr(loaded, presets)
 
 
 def get(name):

@@ -84,6 +84,18 @@ def per_replica_batch(input_context, global_batch_size):
     return input_context.get_per_replica_batch_size(global_batch_size)
 
 
+def skip_steps(dataset, input_context, steps):
+    """`dataset` (one input pipeline's per-replica batches) without the
+    batches of the first `steps` training steps: each step takes one batch
+    for each replica the pipeline feeds."""
+    if not steps:
+        return dataset
+    replicas = 1
+    if input_context is not None:
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    return dataset.skip(steps * replicas)
+
+
 def finish(dataset, deterministic):
     """Prefetches; training order need not be reproducible, so fast
     elements may go first there."""

@@ -48,6 +48,10 @@ def add_parser(subparsers):
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of weights and data order (default: 0)"
     )
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="deterministic ops: the same command gives bit-identical models (slower)",
+    )
     parser.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
     parser.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (0, 1, 2; default: 1)")
@@ -72,5 +76,6 @@ def demo_command(args):
         out_dir=args.out,
         export=not args.no_export,
         verbose=args.verbose,
+        deterministic=args.deterministic,
     )
     return 0

@@ -7,6 +7,7 @@ import keras
 
 import tf_sparsity as tfs
 from tf_sparsity import _validation as validate
+from tf_sparsity_models.common import determinism
 from tf_sparsity_models.demo import data as data_lib
 from tf_sparsity_models.demo import lenet
 from tf_sparsity_models.reporting import rows as rows_lib
@@ -38,6 +39,7 @@ def train_lenet(
     method_kwargs=None,
     prepare=None,
     distribution=None,
+    deterministic=False,
 ):
     """Trains LeNet-300-100 on the MNIST subset, dense or with a method.
 
@@ -60,9 +62,15 @@ def train_lenet(
             learned masks into a `fixed_mask` model).
         distribution: how the target is spread over the layers (default
             `tfs.Uniform()`; e.g. `tfs.ERK()`).
+        deterministic: deterministic ops (`determinism.enable`): the same
+            arguments give bit-identical weights; slower.
 
     Returns:
         `(model, row)`: the trained model and its result row.
+
+    Raises:
+        ValueError: unknown method or architecture, or a method whose masks
+            come from elsewhere (`fixed_mask`) without `prepare`.
     """
     if method is not None and method not in tfs.METHODS:
         raise ValueError(
@@ -74,7 +82,7 @@ def train_lenet(
         )
     (x_train, y_train), (x_test, y_test) = data or data_lib.mnist_subset(seed=seed)
     steps = -(-len(x_train) // batch_size) * epochs
-    keras.utils.set_random_seed(seed)
+    determinism.enable(seed, deterministic)
     model = ARCHITECTURES[architecture]()
     input_shape = (-1,) + tuple(model.input_shape[1:])
     x_train, x_test = x_train.reshape(input_shape), x_test.reshape(input_shape)
@@ -85,6 +93,8 @@ def train_lenet(
         sparse_method = tfs.make_method(
             method, sparsity, steps, num_examples=len(x_train), **settings
         )
+        if prepare is None:
+            _check_masks_are_learned(sparse_method, method, sparsity)
         hparams["method"] = keras.saving.serialize_keras_object(sparse_method)
         model = tfs.sparsify(model, sparse_method, distribution=distribution)
         if prepare is not None:
@@ -116,6 +126,19 @@ def train_lenet(
     return model, row
 
 
+def _check_masks_are_learned(sparse_method, method, sparsity):
+    """Refuses a method that never changes its masks (`fixed_mask`): with
+    no masks given, it would train a dense model and report 0% sparsity."""
+    if isinstance(sparse_method, tfs.MaskedMethod) and sparse_method.step_schedule is None:
+        raise ValueError(
+            f"method {method!r} keeps the masks it is given and learns none: without "
+            f"masks it trains a dense model (0% sparsity, not {sparsity:g}). Learn masks "
+            "with a pruning method first; then train them with `tf-sparsity train "
+            "--variant lottery --mask_from RUN_DIR`, or `train_lenet(..., prepare=lambda "
+            "model: tfs.load_masks(model, PATH))`"
+        )
+
+
 def run_demo(
     method="magnitude",
     sparsity=0.9,
@@ -128,6 +151,7 @@ def run_demo(
     verbose=1,
     print_fn=print,
     callbacks=(),
+    deterministic=False,
 ):
     """Trains LeNet-300-100 dense and sparse, compares them, exports the sparse one.
 
@@ -143,9 +167,15 @@ def run_demo(
         verbose: Keras progress-bar verbosity.
         print_fn: where the comparison and the sparsity table are printed.
         callbacks: extra Keras callbacks for both training runs.
+        deterministic: deterministic ops (`determinism.enable`): the same
+            arguments give bit-identical models and rows (timings aside).
 
     Returns:
         Dict with the dense and sparse result rows and the export path.
+
+    Raises:
+        ValueError: a bad argument, `out_dir` a file, or a method that
+            learns no masks (`fixed_mask`); all before any training.
     """
     if method not in tfs.METHODS:
         raise ValueError(
@@ -156,10 +186,17 @@ def run_demo(
     validate.integer("demo", "epochs", epochs, minimum=1)
     validate.integer("demo", "batch_size", batch_size, minimum=1)
     validate.number("demo", "learning_rate", learning_rate, above=0)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
     data = data_lib.mnist_subset(seed=seed)
+    steps = -(-len(data[0][0]) // batch_size) * epochs
+    _check_masks_are_learned(
+        tfs.make_method(method, sparsity, steps, num_examples=len(data[0][0]), seed=seed),
+        method, sparsity,
+    )
     settings = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        seed=seed, data=data, verbose=verbose,
+        seed=seed, data=data, verbose=verbose, deterministic=deterministic,
     )
     callbacks = list(callbacks)
     print_fn(f"Training dense LeNet-300-100 on {len(data[0][0])} MNIST images")

@@ -4,7 +4,7 @@ A grid spec is a dict (or a JSON / YAML file holding one):
 
 ```json
 {
-  "task": "lenet300",
+  "task": "resnet50",
   "methods": ["dense", "magnitude", "random"],
   "sparsities": [0.5, 0.9, 0.98],
   "seeds": [0, 1, 2],
@@ -19,9 +19,16 @@ no sparsity to vary). `hparams` are varied (cartesian product) and name the
 run; `args` are passed unchanged to every run. Each run gets a deterministic
 `run_id` built from what varies, and writes into `OUT/run_id`; a run whose
 `OUT/run_id/result.json` exists is finished, so a sweep can be resumed.
+
+`hparams` and `args` hold `tf-sparsity train` flags: the task's config
+fields, `config` (a preset), `set` (one KEY=VALUE) and `verbose`. Before
+anything is printed or run, every run's config is built and checked as
+`tf-sparsity train` would (`check_runs`: the task, the flag names, their
+values and bounds), so a typo fails the sweep, not each of its runs.
 """
 
 import dataclasses
+import difflib
 import itertools
 import json
 import os
@@ -41,6 +48,13 @@ DENSE_METHOD = "dense"
 # Flags every run sets itself; hparams and args may not override them.
 RESERVED_FLAGS = ("task", "method", "sparsity", "seed", "model_dir")
 MODES = ("local", "print")
+#: `tf-sparsity train` flags a spec may hold besides the task's config fields.
+TRAIN_FLAGS = ("config", "set", "verbose")
+#: `tf-sparsity train` flags a spec may not hold, and why.
+UNSWEPT_FLAGS = {
+    "overwrite": "a sweep skips finished runs; delete a run's directory to rerun it",
+    "list_configs": "it trains nothing",
+}
 _FLAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
@@ -227,6 +241,71 @@ def expand_grid(spec, out_dir=None):
     return configs
 
 
+def check_runs(spec, configs):
+    """Checks every run of a grid as `tf-sparsity train` checks its flags
+    before training: the task exists, every flag in `hparams` and `args` is
+    one of its flags, and each run's config has valid values (types,
+    bounds, cross-field rules). The task's own `resolve` checks (which
+    load its code, and Keras with it) are left to the runs.
+
+    Imports the task's config module only, neither Keras nor TensorFlow.
+
+    Args:
+        spec: a validated spec (`validate_spec`).
+        configs: its runs (`expand_grid`).
+
+    Raises:
+        ValueError: naming the spec entry (or the run) and the value at
+            fault.
+    """
+    # The configs live beside the runner; importing them loads no Keras.
+    from tf_sparsity_models.common import config as config_lib
+    from tf_sparsity_models.common import task as task_lib
+
+    try:
+        config_class, presets = task_lib.config_spec(spec["task"])
+    except ValueError as error:
+        raise ValueError(f"sweep spec: {error}") from None
+    fields = config_lib.fields(config_class)
+    for where in ("hparams", "args"):
+        for name in spec[where]:
+            if name in UNSWEPT_FLAGS:
+                raise ValueError(f"sweep spec: {where}.{name}: not in sweeps ({UNSWEPT_FLAGS[name]})")
+            if name not in fields and name not in TRAIN_FLAGS:
+                known = [*fields, *TRAIN_FLAGS]
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"sweep spec: {where}.{name} is not a flag of `tf-sparsity train "
+                    f"--task {spec['task']}`{hint}"
+                )
+    for run in configs:
+        try:
+            _check_run(run, config_lib, config_class, presets)
+        except ValueError as error:
+            raise ValueError(f"sweep spec: run {run['run_id']}: {error}") from None
+
+
+def _check_run(run, config_lib, config_class, presets):
+    flags = {**run["args"], **run["hparams"]}
+    values = {"task": run["task"]}
+    preset = flags.get("config")
+    if preset is not None:
+        if preset not in presets:
+            raise ValueError(
+                f"unknown config preset {preset!r} (known: {', '.join(sorted(presets))})"
+            )
+        values.update(presets[preset])
+    for name, value in flags.items():
+        if name not in TRAIN_FLAGS:
+            values[name] = config_lib.parse_value(config_class, name, _flag_text(value))
+    values.update(method=run["method"], sparsity=run["sparsity"], seed=run["seed"])
+    if "set" in flags:
+        key, value = config_lib.parse_assignment(config_class, str(flags["set"]))
+        values[key] = value
+    config_lib.check_common(config_class(**values))
+
+
 def known_methods():
     """Method names every task accepts: the library's methods and dense."""
     return {DENSE_METHOD, *methods_lib.names()}
@@ -361,13 +440,18 @@ def run_sweep(
         A `SweepSummary`.
 
     Raises:
-        ValueError: on a malformed spec or an unknown mode.
+        ValueError: on a malformed spec, one that a run's `tf-sparsity
+            train` would refuse (`check_runs`), or an unknown mode; before
+            anything is printed or run.
     """
     if mode not in MODES:
         raise ValueError(
             f"unknown sweep mode '{mode}' (expected one of {MODES})"
         )
+    if isinstance(spec, (str, os.PathLike)):
+        spec = load_spec(spec)
     configs = expand_grid(spec, out_dir)
+    check_runs(validate_spec(spec), configs)
     summary = SweepSummary(mode=mode)
     pending = []
     for config in configs:

@@ -99,7 +99,7 @@ def image_shape(image, jpeg):
     return tf.shape(image)
 
 
-def random_crop_window(shape):
+def random_crop_window(shape, seed=1):
     """An Inception-style random crop window `[y, x, height, width]`.
 
     Falls back to the central crop (as the reference code does) when
@@ -108,6 +108,10 @@ def random_crop_window(shape):
 
     Args:
         shape: int tensor `[height, width, channels]` of the image.
+        seed: the op's seed: with the global seed (`keras.utils.
+            set_random_seed`) it fixes the sequence of crops. Not 0: the
+            op then draws from an unseeded source, which TensorFlow's op
+            determinism refuses.
 
     Returns:
         int32 tensor `[offset_y, offset_x, crop_height, crop_width]`.
@@ -120,6 +124,7 @@ def random_crop_window(shape):
         area_range=_AREA_RANGE,
         max_attempts=_MAX_CROP_ATTEMPTS,
         use_image_if_no_bounding_boxes=True,
+        seed=seed,
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
     whole_image = tf.reduce_all(tf.equal(size[:2], shape[:2]))
@@ -285,7 +290,7 @@ class TFDSImages:
         )
 
     def train_dataset_fn(self, global_batch_size, image_size, shuffle_seed=0,
-                         shuffle_buffer=10_000):
+                         shuffle_buffer=10_000, skip_steps=0, deterministic=False):
         """The training pipeline, as a function of an `InputContext`.
 
         Args:
@@ -293,6 +298,11 @@ class TFDSImages:
             image_size: output image height and width.
             shuffle_seed: seed of the file order and the shuffle buffer.
             shuffle_buffer: examples in the shuffle buffer.
+            skip_steps: training steps already done, whose batches are
+                skipped (after augmentation, so that the random crops of
+                later examples are those of an uninterrupted run).
+            deterministic: produce elements in order (parallel map calls
+                otherwise hand over whichever finishes first).
 
         Returns:
             A function `input_context -> tf.data.Dataset` of infinitely
@@ -310,7 +320,8 @@ class TFDSImages:
             dataset = self._preprocess(dataset, preprocess_for_train, image_size)
             # Static batch shapes: needed on TPU, harmless elsewhere.
             dataset = dataset.batch(batch_size, drop_remainder=True)
-            return tfds_data.finish(dataset, deterministic=False)
+            dataset = tfds_data.skip_steps(dataset, input_context, skip_steps)
+            return tfds_data.finish(dataset, deterministic=deterministic)
 
         return dataset_fn
 
@@ -395,7 +406,7 @@ class SyntheticImages:
 
     def train_dataset_fn(self, global_batch_size, image_size, **unused):
         """Like `TFDSImages.train_dataset_fn`: one repeated random batch,
-        the same however often the run is resumed."""
+        the same however often the run is resumed (nothing to skip)."""
         return self._dataset_fn(global_batch_size, image_size, stream=0)
 
     def eval_dataset_fn(self, global_batch_size, image_size, **unused):

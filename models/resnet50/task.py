@@ -92,14 +92,16 @@ class ResNet50Task(task_lib.Task):
         )
 
     def train_dataset(self, strategy, config, data, resumed_epoch):
-        # A resumed run reshuffles with a new seed rather than replaying the
-        # examples it saw first (tf.data positions are not checkpointed).
+        # tf.data positions are not checkpointed: see `resumed_data`.
+        shuffle_seed, skip_steps = task_lib.resumed_data(config, resumed_epoch)
         return strategy.distribute_datasets_from_function(
             data.train_dataset_fn(
                 config.batch_size,
                 config.image_size,
-                shuffle_seed=config.seed + resumed_epoch,
+                shuffle_seed=shuffle_seed,
                 shuffle_buffer=config.shuffle_buffer,
+                skip_steps=skip_steps,
+                deterministic=config.deterministic,
             )
         )
 

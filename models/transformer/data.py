@@ -117,8 +117,10 @@ class _TokenizedTranslation:
             )
         return pairs
 
-    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
-        """`fn(input_context)` for `distribute_datasets_from_function`."""
+    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer,
+                         skip_steps=0, deterministic=False):
+        """`fn(input_context)` for `distribute_datasets_from_function`,
+        without the batches of the first `skip_steps` steps."""
 
         def dataset_fn(input_context=None):
             tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
@@ -126,7 +128,8 @@ class _TokenizedTranslation:
             pairs = self._tokenized(examples, max_length)
             pairs = pairs.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
             batches = token_batches(pairs, tokens, max_length, drop_remainder=True)
-            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+            batches = tfds_data.skip_steps(batches, input_context, skip_steps)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=deterministic)
 
         return dataset_fn
 
@@ -320,14 +323,16 @@ class SyntheticTranslation:
         spec = tf.TensorSpec([None], tf.int32)
         return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
 
-    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer):
+    def train_dataset_fn(self, tokens_per_batch, max_length, shuffle_seed, shuffle_buffer,
+                         skip_steps=0, deterministic=False):
         pairs = self._pairs(self.EXAMPLES, self.seed)
 
         def dataset_fn(input_context=None):
             tokens = tfds_data.per_replica_batch(input_context, tokens_per_batch)
             dataset = self._dataset(pairs).shuffle(len(pairs), seed=shuffle_seed).repeat()
             batches = token_batches(dataset, tokens, self.max_length, drop_remainder=True)
-            return tfds_data.finish(batches.map(as_model_inputs), deterministic=False)
+            batches = tfds_data.skip_steps(batches, input_context, skip_steps)
+            return tfds_data.finish(batches.map(as_model_inputs), deterministic=deterministic)
 
         return dataset_fn
 

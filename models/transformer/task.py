@@ -23,6 +23,7 @@ class TransformerTask(task_lib.Task):
 
     name = "transformer"
     config_class = configs.TransformerConfig
+    outputs = (vocab_lib.FILENAME,)
     presets = configs.PRESETS
     main_metric = "bleu_tokenized"
 
@@ -81,14 +82,16 @@ class TransformerTask(task_lib.Task):
         )
 
     def train_dataset(self, strategy, config, data, resumed_epoch):
-        # A resumed run reshuffles with a new seed (tf.data positions are
-        # not checkpointed).
+        # tf.data positions are not checkpointed: see `resumed_data`.
+        shuffle_seed, skip_steps = task_lib.resumed_data(config, resumed_epoch)
         return strategy.distribute_datasets_from_function(
             data.train_dataset_fn(
                 config.batch_size,
                 config.max_length,
-                shuffle_seed=config.seed + resumed_epoch,
+                shuffle_seed=shuffle_seed,
                 shuffle_buffer=config.shuffle_buffer,
+                skip_steps=skip_steps,
+                deterministic=config.deterministic,
             )
         )
 

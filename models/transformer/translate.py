@@ -94,20 +94,22 @@ def load_export(export_dir, batch_size=64):
 
 
 def translate_command(args):
-    """Runs `tf-sparsity translate` for parsed `args`; returns the exit code."""
+    """Runs `tf-sparsity translate` for parsed `args`; returns the exit code.
+
+    An input file is read and the output checked before the model loads,
+    so that bad files cost nothing; stdin is read once the model is there
+    (a bad --model_dir is reported before waiting for input).
+    """
     if args.export and (args.beam_size is not None or args.alpha is not None):
         raise ValueError("--beam_size and --alpha are fixed in an export: use --model_dir to change them")
-    if args.input != "-" and not os.path.exists(args.input):
-        raise ValueError(f"--input {args.input} does not exist")
+    check_output(args.output)
+    lines = None if args.input == "-" else read_input(args.input)
     if args.export:
         translate = load_export(args.export, args.batch_size)
     else:
         translate = load_run(args.model_dir, args.beam_size, args.alpha, args.batch_size)
-    if args.input == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(args.input, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+    if lines is None:
+        lines = read_input(args.input)
     translations = translate(lines) if lines else []
     text = "".join(t + "\n" for t in translations)
     if args.output == "-":
@@ -116,3 +118,42 @@ def translate_command(args):
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
     return 0
+
+
+def read_input(path):
+    """The lines of `--input` (`-`: stdin), as UTF-8 text.
+
+    Raises:
+        ValueError: naming the file when it is missing, a directory or not
+            UTF-8.
+    """
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    if not os.path.exists(path):
+        raise ValueError(f"--input {path} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--input {path} is a directory, not a text file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"--input {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start}): convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def check_output(path):
+    """Checks that `--output` (`-`: stdout) can be written as a file.
+
+    Raises:
+        ValueError: naming the path when it is a directory or its directory
+            does not exist.
+    """
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"--output {path} is a directory: give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--output {path}: directory {parent} does not exist")
