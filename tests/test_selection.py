@@ -2,6 +2,8 @@
 `match_all`, ...) and of the selectors where users meet them: `sparsify`'s
 `layers=` and the distributions' `dense=` and `targets=`."""
 
+import importlib
+
 import keras
 import pytest
 from keras import layers
@@ -128,13 +130,28 @@ def test_classes_match_the_layer_or_any_ancestor():
 
 
 def test_a_selector_that_is_not_a_name_or_class_is_a_type_error():
-    for bad in [3, None, 1.5, ["up"], ("up",), layers.Dense(2)]:
+    for bad in [3, None, 1.5, ["up"], ("up",)]:
         with pytest.raises(TypeError, match="Layer selection: layer selectors are names"):
             selection.matches(bad, info("up"))
         with pytest.raises(TypeError, match=r"^Uniform\(dense=\.\.\.\): "):
             selection.check_selector(bad, "Uniform(dense=...)")
-    selection.check_selector("up", "x")  # names and classes pass
+    selection.check_selector("up", "x")  # names, classes and layer objects pass
     selection.check_selector(layers.Dense, "x")
+    selection.check_selector(layers.Dense(2), "x")
+
+
+def test_a_layer_object_selects_itself_and_the_layers_inside_it():
+    infos = importlib.import_module("tf_sparsity.sparsify").layer_infos(models.subclassed())
+    nested = next(info for info in infos if info.ancestors)
+    assert selection.matches(nested.layer, nested)
+    assert not any(selection.matches(nested.layer, other) for other in infos if other is not nested)
+    block = nested.ancestors[-1]
+    inside = [info for info in infos if selection.matches(block, info)]
+    assert nested in inside and all(block in info.ancestors for info in inside)
+    model = models.subclassed()
+    chosen = importlib.import_module("tf_sparsity.sparsify").layer_infos(model)[0].layer
+    tfs.sparsify(model, magnitude(), layers=[chosen])
+    assert [wrapper.layer for _, wrapper in tfs.sparse_layers(model)] == [chosen]
 
 
 # --- match_all, describe, as_list -------------------------------------------
@@ -273,7 +290,7 @@ def test_layers_errors_name_the_selector():
         tfs.sparsify(models.subclassed(), magnitude(), layers=["["])
     with pytest.raises(TypeError, match=r"sparsify\(layers=\.\.\.\): .*got 3"):
         tfs.sparsify(models.subclassed(), magnitude(), layers=["embed", 3])
-    with pytest.raises(TypeError, match=r"`layers=` takes a name, regex or layer class"):
+    with pytest.raises(TypeError, match=r"`layers=` takes a name, regex, layer class or layer object"):
         tfs.sparsify(models.subclassed(), magnitude(), layers=3)
     # A failed selection leaves the model as it was.
     model = models.subclassed()
