@@ -6,7 +6,8 @@
   saved model, the `translate` command and the SavedModel (in a process that
   cannot import tf_sparsity or keras_hub) translate exactly as the trained
   model does.
-- The full base-size model for a few steps with each method on mocked WMT14:
+- The base-width model (2 of its 6 layers per stack) for a few steps with
+  each method on mocked WMT14:
   the schedule reaches its target, and the string signature translates in a
   fresh process.
 """
@@ -156,21 +157,26 @@ def test_toy_translation_is_learned_and_served_exactly(method, sparsity, toy_tas
 
 
 def test_base_size_model_runs_magnitude_end_to_end_on_mocked_wmt14(tmp_path):
-    """Through the runner: training, evaluation, BLEU, save and export."""
+    """Through the runner: training, evaluation, BLEU, save and export, at
+    the base widths. Two of the six layers per stack: every layer of a stack
+    is the same code, the full depth's shapes and parameter count are checked
+    in `test_transformer.py` (building it), and tracing all six for training,
+    decoding and export costs about two minutes on 2 CPU cores."""
     model_dir = str(tmp_path / "run")
     # Pruning starts at step 0 and completes at step 1.
     overrides = dict(
         method="magnitude", sparsity=0.9, steps=2, batch_size=256, vocabulary_size=300,
         vocabulary_sentences=40, begin_step=0, end_step=1, frequency=1, checkpoint_every=2,
         jit_compile=False, eval_steps=1, bleu_examples=2, beam_size=2, extra_decode_length=3,
+        num_layers=2,
     )
     with mock_wmt14():
         config = config_lib.make_config(task_lib.get("transformer"), None, overrides)
         result = runner.run(config, model_dir, verbose=0, print_fn=lambda *a: None)
     row, model = result.row, result.model
     assert row["steps"] == 2 and row["method"] == "magnitude"
-    assert model.hidden_size == 512 and model.num_layers == 6 and model.filter_size == 2048
-    assert len(tfs.sparse_layers(model)) == 6 * 6 + 6 * 10 + 1
+    assert model.hidden_size == 512 and model.num_layers == 2 and model.filter_size == 2048
+    assert len(tfs.sparse_layers(model)) == 2 * 6 + 2 * 10 + 1
     assert row["global_sparsity"] == pytest.approx(0.9, abs=1e-3)
     assert row["bleu_tokenized"] is not None and row["bleu_sentences"] == 2
     served = serve_strings_in_fresh_process(
@@ -184,9 +190,8 @@ def test_base_size_model_runs_magnitude_end_to_end_on_mocked_wmt14(tmp_path):
 def test_base_size_model_trains_with_each_method_on_mocked_wmt14(method, tmp_path):
     """The other methods train the base model's layers a few steps (built,
     sparsified and compiled as the runner does; without its saving, which
-    the magnitude run covers). Base widths, 2 of the 6 layers per stack: the
-    magnitude run above covers the full depth, and tracing all six costs
-    about a minute per method on 2 CPU cores."""
+    the magnitude run covers). Base widths, 2 of the 6 layers per stack, as
+    the magnitude run above."""
     task = task_lib.get("transformer")
     overrides = dict(
         method=method, sparsity=0.9, steps=2, batch_size=256, vocabulary_size=300,
