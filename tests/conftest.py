@@ -34,6 +34,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_tf)
         elif BACKEND != "tensorflow" and "core" not in item.keywords:
             item.add_marker(skip_other)
+    # Long tests first (a stable sort keeps each module's order): with
+    # `--dist worksteal` the two workers then end together instead of one
+    # waiting for a long test that started last.
+    items.sort(key=lambda item: "slow" not in item.keywords)
 
 
 @pytest.fixture(autouse=True)
