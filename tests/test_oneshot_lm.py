@@ -10,6 +10,7 @@ rests on. Then each method prunes it at 50% and 2:4.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +21,7 @@ import pytest
 from keras import ops
 
 import tf_sparsity as tfs
+from tests.test_real_models import serve_in_fresh_process
 from tf_sparsity_models.oneshot import perplexity as perplexity_lib
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -177,7 +179,7 @@ def test_sparsegpt_beats_wanda_beats_magnitude(trained, structure):
     assert dense_perplexity < perplexities["sparsegpt"]
 
 
-def test_the_pruned_model_generates_and_round_trips_exactly(trained, tmp_path):
+def test_the_pruned_model_generates_and_strip_export_save_are_exact(trained, tmp_path):
     path, calibration, held_out = trained
     model = load(path)
     tfs.prune_oneshot(model, "sparsegpt", calibration, sparsity=0.5, blocksize=32, verbose=0)
@@ -189,6 +191,11 @@ def test_the_pruned_model_generates_and_round_trips_exactly(trained, tmp_path):
     x = inputs(held_out[:4, :LENGTH])
     expected = ops.convert_to_numpy(model(x))
     np.testing.assert_allclose(ops.convert_to_numpy(tfs.strip(load_saved(model, tmp_path))(x)), expected, rtol=1e-5, atol=1e-5)
+    export_dir = str(tmp_path / "export" / "1")
+    tfs.export_saved_model(model, export_dir)
+    # Served with no tf_sparsity or keras_hub; the signature takes int32 masks.
+    served = serve_in_fresh_process(export_dir, {k: v.astype("int32") for k, v in x.items()}, tmp_path)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
     tfs.save(model, tmp_path / "pruned.keras")
     restored = tfs.load(tmp_path / "pruned.keras")
     np.testing.assert_array_equal(ops.convert_to_numpy(restored(x)), expected)
@@ -227,3 +234,22 @@ def test_the_oneshot_command_writes_a_row_that_report_reads(trained, tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "oneshot_tiny_gpt2" in markdown and "wanda_2:4" in markdown
     assert "| wanda_2:4 | 11.02 | 8.27 | 5.16 |" in markdown  # the published anchors
+
+
+def test_the_oneshot_command_checks_its_input_before_loading_anything(tmp_path):
+    text = tmp_path / "latin1.txt"
+    text.write_bytes("caf\xe9".encode("latin-1"))
+    cases = [
+        (["--model", str(tmp_path / "missing.keras"), "--text_file", str(text)], "--model .*missing.keras: no such file"),
+        (["--model", str(text), "--text_file", str(tmp_path / "none.txt")], "--text_file .*none.txt: no such file"),
+        (["--model", str(text), "--text_file", str(text)], "--text_file .*latin1.txt: not UTF-8"),
+        (["--model", str(text), "--text_file", str(text), "--structure", "2x"], "structure '2x'"),
+    ]
+    for flags, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "tf_sparsity_models.cli", "oneshot", "wanda", *flags, "--out", str(tmp_path / "o")],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 2, (flags, done.stderr[-2000:])
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and re.search(message, errors[0]), done.stderr[-2000:]

@@ -107,8 +107,13 @@ def load_model(args):
     """The causal LM of `--preset` (keras-hub) or `--model` (a .keras file)."""
     if args.model:
         return keras.saving.load_model(args.model)
-    import keras_hub
-
+    try:
+        import keras_hub
+    except ImportError:
+        raise ValueError(
+            f"--preset {args.preset} needs keras-hub: pip install -e \".[llm]\" "
+            "(or pip install keras-hub)."
+        ) from None
     return keras_hub.models.CausalLM.from_preset(args.preset)
 
 

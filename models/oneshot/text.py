@@ -39,8 +39,8 @@ def load_dataset_text(name):
         import datasets
     except ImportError:
         raise ValueError(
-            f"--dataset {name} needs the `datasets` package (pip install "
-            "datasets) and a network; or pass --text_file with local text."
+            f"--dataset {name} needs the `datasets` package (pip install -e "
+            "\".[llm]\") and a network; or pass --text_file with local text."
         ) from None
     args, calibration_split, evaluation_split, field = DATASETS[name]
 
