@@ -1,5 +1,6 @@
 """`prune_oneshot()`: prune a trained model once, from a calibration set."""
 
+import contextlib
 import warnings
 
 import keras
@@ -230,21 +231,13 @@ def _wrappers_in(layer):
     return [node.layer for node in tree.walk(layer, stop=sparsify_lib.is_sparse) if sparsify_lib.is_sparse(node.layer)]
 
 
-class _observing:
-    """Feeds every call's inputs of the given wrappers into their statistics."""
-
-    def __init__(self, wrappers, statistics):
-        self._contexts = [
-            w.observe_inputs(statistics[id(w)].update) for w in wrappers
-        ]
-
-    def __enter__(self):
-        for context in self._contexts:
-            context.__enter__()
-
-    def __exit__(self, *exc):
-        for context in reversed(self._contexts):
-            context.__exit__(*exc)
+def _observing(wrappers, statistics):
+    """A context in which every call of `wrappers` feeds its inputs into
+    their statistics."""
+    stack = contextlib.ExitStack()
+    for wrapper in wrappers:
+        stack.enter_context(wrapper.observe_inputs(statistics[id(wrapper)].update))
+    return stack
 
 
 def _prune_wrapper(method, wrapper, view, statistics, path):
