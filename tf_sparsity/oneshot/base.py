@@ -10,10 +10,10 @@ for the pruned kernel and its mask. A method is one file that subclasses
 
 import math
 
-import numpy as np
 from keras import ops
 
 from tf_sparsity import _backend
+from tf_sparsity import _validation as validate
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import structures as structures_lib
 
@@ -89,13 +89,7 @@ class OneShotMethod:
 
     def __init__(self, sparsity=0.5, structure=None):
         structure = structures_lib.get(structure)
-        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.floating)):
-            raise TypeError(
-                f"prune_oneshot: `sparsity` must be a number in [0, 1), got {sparsity!r}."
-            )
-        sparsity = float(sparsity)
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"prune_oneshot: `sparsity` must be in [0, 1), got {sparsity!r}.")
+        sparsity = validate.sparsity("prune_oneshot", "sparsity", sparsity)
         fixed = structure.fixed_sparsity
         if fixed is not None and abs(fixed - sparsity) > 1e-6:
             raise ValueError(

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_sparsity import _validation as validate
 from tf_sparsity import selection
 from tf_sparsity import sparsify as sparsify_lib
 from tf_sparsity import tree
@@ -92,8 +93,8 @@ def prune_oneshot(
             f"Model '{model.name}' is already sparse. prune_oneshot prunes a "
             "dense trained model; call `tfs.strip(model)` first."
         )
-    num_samples = _positive_int("num_samples", num_samples)
-    batch_size = _positive_int("batch_size", batch_size)
+    num_samples = validate.integer("prune_oneshot", "num_samples", num_samples, minimum=1)
+    batch_size = validate.integer("prune_oneshot", "batch_size", batch_size, minimum=1)
     if method.needs_calibration:
         if calibration_data is None:
             raise ValueError(
@@ -115,8 +116,9 @@ def prune_oneshot(
                 kernel = getattr(info.layer, spec.attribute)
                 method.structure.check(where, kernel.shape, spec.resolve_input_axis(info.layer), method.sparsity)
     sparsify_lib.sparsify(model, FixedMask(), layers=selected)
-    wrappers = [wrapper for _, wrapper in sparsify_lib.sparse_layers(model)]
-    paths = {id(w): path for path, w in sparsify_lib.sparse_layers(model)}
+    wrapped = sparsify_lib.sparse_layers(model)
+    wrappers = [wrapper for _, wrapper in wrapped]
+    paths = {id(wrapper): path for path, wrapper in wrapped}
     views = {id(w): views[id(w.layer)] for w in wrappers if id(w.layer) in views}
 
     progress = keras.utils.Progbar(len(wrappers), verbose=verbose, unit_name="layer")
@@ -169,12 +171,6 @@ def _method(method, sparsity, structure, blocksize, percdamp):
     if cls.second_moment:
         return cls(sparsity, structure, blocksize=blocksize, percdamp=percdamp)
     return cls(sparsity, structure)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"prune_oneshot: `{name}` must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def _default_layers(model, method):

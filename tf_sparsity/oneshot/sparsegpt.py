@@ -23,7 +23,6 @@ The mask of each lazy block removes exactly round(sparsity x block) weights
 and all ties: the paper's "p% of the block".
 """
 
-import numpy as np
 from keras import ops
 
 from tf_sparsity import _validation as validate
@@ -51,11 +50,7 @@ class SparseGPT(base.OneShotMethod):
     def __init__(self, sparsity=0.5, structure=None, blocksize=128, percdamp=0.01):
         super().__init__(sparsity, structure)
         self.blocksize = validate.integer("prune_oneshot", "blocksize", blocksize, minimum=1)
-        if isinstance(percdamp, bool) or not isinstance(percdamp, (int, float, np.floating)) or percdamp < 0:
-            raise ValueError(
-                f"prune_oneshot: `percdamp` must be a non-negative number, got {percdamp!r}."
-            )
-        self.percdamp = float(percdamp)
+        self.percdamp = validate.number("prune_oneshot", "percdamp", percdamp, minimum=0.0)
 
     def check_layer(self, where, view):
         super().check_layer(where, view)
