@@ -54,13 +54,16 @@ from tf_sparsity.schedules import OneShot
 from tf_sparsity.schedules import PolynomialDecay
 from tf_sparsity.schedules import Ramp
 from tf_sparsity.schedules import SparsitySchedule
+from tf_sparsity.shrink import shrink
 from tf_sparsity.sparsify import sparse_kernels
 from tf_sparsity.sparsify import sparse_layers
 from tf_sparsity.sparsify import sparsify
 from tf_sparsity.strip import strip
 from tf_sparsity.structures import NM
 from tf_sparsity.structures import Block
+from tf_sparsity.structures import Heads
 from tf_sparsity.structures import Structure
+from tf_sparsity.structures import Units
 from tf_sparsity.structures import Unstructured
 from tf_sparsity.summary import LayerSparsity
 from tf_sparsity.summary import SparsityReport

@@ -1,11 +1,15 @@
 """`sparsify()`: wrap the chosen layers of any Keras model with a method."""
 
+import warnings
+
 import keras
 
+from tf_sparsity import dependency
 from tf_sparsity import distributions as distributions_lib
 from tf_sparsity import methods as methods_lib
 from tf_sparsity import selection
 from tf_sparsity import tree
+from tf_sparsity.masks import num_to_prune
 from tf_sparsity.layers import kernels as kernels_lib
 from tf_sparsity.layers.sparse_wrapper import SparseWrapper
 
@@ -140,6 +144,9 @@ def sparsify(model, method, distribution=None, layers=None):
             f"supported types: {kernels_lib.supported_type_names()}."
         )
     targets = _targets(model, infos, method, distribution)
+    kind = getattr(getattr(method, "structure", None), "coupled_kind", None)
+    if kind is not None:
+        targets = _unit_targets(model, infos, targets, method, kind, layers is not None)
     if isinstance(method, methods_lib.RegularizedMethod):
         _check_training_reaches(model, targets, method)
 
@@ -173,6 +180,80 @@ def _targets(model, infos, method, distribution):
             "least one layer out of `dense=`."
         )
     return targets
+
+
+def _unit_targets(model, infos, targets, method, kind, explicit):
+    """`{id(layer): target}` for structures that remove whole units
+    (`tfs.Units`, `tfs.Heads`): every layer of a dependency group with a
+    selected producer is wrapped, producers at the group's target, the
+    layers that only read its units at 0 (their masks lose the rows of the
+    removed units). Producers whose units cannot be removed stay dense and
+    are named in a warning, or in an error when `layers=` chose them."""
+    structure = method.structure
+    found = dependency.analyze(model, kind)
+    names = {id(info.layer): info.path for info in infos}
+    refused = [
+        (info, found.refused[info.layer.name])
+        for info in infos
+        if info.selected and info.layer.name in found.refused
+    ]
+    if refused and explicit:
+        info, reason = refused[0]
+        raise ValueError(
+            f"Cannot prune the {structure.unit_name}s of layer '{info.path}' "
+            f"with {structure!r}: {reason}. Leave it out of `layers=`."
+        )
+    chosen = {}
+    for group in found.groups:
+        selected = [targets[id(p)] for p in group.producers if id(p) in targets]
+        selected = [method.final_sparsity if t is None else t for t in selected]
+        if not selected:
+            continue
+        target = min(selected)
+        refusals = [r for r in group.resizes if r.refusal]
+        if refusals:
+            raise ValueError(
+                f"Cannot prune the {group.name} with {structure!r}: "
+                f"{refusals[0].refusal}, and `tfs.shrink` could not build the "
+                f"smaller model (config field `{refusals[0].field}`). Leave these "
+                "layers out of `sparsify(..., layers=...)`."
+            )
+        pruned = num_to_prune(target, group.size)
+        if group.size < 2 or pruned >= group.size:
+            raise ValueError(
+                f"Cannot prune the {group.name} with {structure!r}: the group has "
+                f"{group.size} {structure.unit_name}(s) and target sparsity "
+                f"{target:g} would prune {pruned}; lower the target or leave "
+                "these layers out of `sparsify(..., layers=...)`."
+            )
+        for coupling in group.couplings:
+            if coupling.scored:
+                key = id(coupling.layer)
+                producer = any(coupling.layer is p for p in group.producers)
+                chosen[key] = max(chosen.get(key, 0.0), target if producer else 0.0)
+    if not chosen:
+        reasons = "; ".join(f"'{info.path}': {reason}" for info, reason in refused[:5])
+        raise ValueError(
+            f"No {structure.unit_name} of model '{model.name}' can be removed "
+            f"with {structure!r}" + (f": {reasons}." if reasons else ".")
+        )
+    # A model's last layer always keeps its units; others are worth a word.
+    refused = [(info, reason) for info, reason in refused if "reach an output" not in reason]
+    if refused:
+        warnings.warn(
+            f"{structure!r} keeps these layers' {structure.unit_name}s (they stay "
+            "dense): "
+            + "; ".join(f"'{info.path}': {reason}" for info, reason in refused),
+            stacklevel=3,
+        )
+    unknown = [key for key in chosen if key not in names]
+    if unknown:
+        raise ValueError(
+            f"{structure!r}: a layer coupled to the pruned units of model "
+            f"'{model.name}' cannot be wrapped (it is not reachable as a layer "
+            "of the model)."
+        )
+    return chosen
 
 
 def _sparsify_single_layer(layer, method, distribution, layers):

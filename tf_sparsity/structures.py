@@ -22,6 +22,10 @@ runs fast. For a `Conv2D` kernel (kh, kw, in, out) the rows are the
   at sparsity 1 - n/m. Before a gradual schedule reaches it, the weights
   pruned are the lowest-scoring among each group's m - n lowest, so no group
   ever loses more than m - n.
+- `Units()`: whole output units (Dense neurons, convolution filters,
+  keras-hub feed-forward units), with every weight coupled to them in other
+  layers (`tf_sparsity/dependency.py`); `Heads()`: whole attention heads.
+  Their masks remove units that `tfs.shrink` then cuts out of the model.
 """
 
 import math
@@ -76,6 +80,13 @@ class Structure(ConfigObject):
 
     #: What one prunable unit is called in messages.
     unit_name = "weight"
+
+    #: The `dependency.analyze` kind whose groups this structure prunes
+    #: (units coupled across layers), or None for per-kernel structures.
+    coupled_kind = None
+
+    #: Whether scores need the loss's gradient (see `MaskedMethod`).
+    needs_gradient = False
 
     @property
     def needs_input_axis(self):
@@ -367,16 +378,101 @@ class NM(Structure):
         return f"NM({self.n}, {self.m})"
 
 
+UNIT_SCORES = ("l2", "l1", "taylor")
+
+
+class CoupledStructure(Structure):
+    """Base of structures whose units span several layers (`Units`,
+    `Heads`): a unit is scored over all the weights removed with it, in
+    every layer of its dependency group, and one 0/1 choice per unit is
+    expanded into each of those layers' masks (`methods.updates.UnitMaskUpdate`).
+
+    Args:
+        score: how a unit is scored from its weights' scores `s` (for
+            magnitude pruning `s = |w|`; random pruning draws them):
+            "l2" (default): the root mean square of `s` over the unit's
+            weights, the filter norm of Li et al. (2017) and Torch-Pruning's
+            default, averaged so that units of different sizes compare
+            under `scope="global"`; "l1": the mean of `s`; "taylor": the
+            mean of `s * |dL/dw|`, the first-order Taylor estimate of the
+            loss change when the unit is removed (Molchanov et al., 2019),
+            from the gradient of the last training step.
+    """
+
+    supports_global_scope = True
+
+    def __init__(self, score="l2"):
+        self.score = validate.choice(type(self).__name__, "score", score, UNIT_SCORES)
+
+    @property
+    def needs_input_axis(self):
+        return False
+
+    @property
+    def needs_gradient(self):
+        return self.score == "taylor"
+
+    def check(self, where, shape, input_axis, target_sparsity):
+        # Units span layers: `sparsify` checks each dependency group.
+        return
+
+    def weight_scores(self, scores, gradient):
+        """Per-weight terms whose mean over a unit's weights ranks it."""
+        if self.score == "taylor":
+            return ops.abs(scores * gradient)
+        if self.score == "l2":
+            return ops.square(scores)
+        return scores
+
+    def get_config(self):
+        return {"score": self.score}
+
+    def __repr__(self):
+        score = "" if self.score == "l2" else f"score={self.score!r}"
+        return f"{type(self).__name__}({score})"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Units(CoupledStructure):
+    """Prunes whole output units: Dense/EinsumDense neurons, convolution
+    filters, the intermediate units of keras-hub feed-forward networks.
+
+    A unit goes with everything that carries its channel: the next layers'
+    input rows, BatchNormalization parameters, depthwise filters, and every
+    member of a residual `Add` (scored together); see
+    `tf_sparsity/dependency.py`. Counts and targets are in units of each
+    dependency group. `tfs.shrink(model)` then builds the smaller model.
+    """
+
+    unit_name = "unit"
+    coupled_kind = "units"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Heads(CoupledStructure):
+    """Prunes whole attention heads of `MultiHeadAttention` layers (and
+    keras-hub's, which subclass it): a head's query, key and value
+    projections and its rows of the output projection go together.
+    `tfs.shrink(model)` then builds the model with fewer heads."""
+
+    unit_name = "head"
+    coupled_kind = "heads"
+
+
 def parse(text):
     """A structure from its command-line spelling.
 
-    `"unstructured"`, `"RxC"` (a block, e.g. `"1x4"`) or `"N:M"` (e.g.
-    `"2:4"`).
+    `"unstructured"`, `"units"`, `"heads"`, `"RxC"` (a block, e.g.
+    `"1x4"`) or `"N:M"` (e.g. `"2:4"`).
     """
     spelled = str(text).strip().lower()
     try:
         if spelled == "unstructured":
             return Unstructured()
+        if spelled == "units":
+            return Units()
+        if spelled == "heads":
+            return Heads()
         if "x" in spelled:
             rows, cols = spelled.split("x")
             return Block((int(rows), int(cols)))
@@ -386,7 +482,7 @@ def parse(text):
     except (ValueError, TypeError) as error:
         raise ValueError(f"Bad structure {text!r}: {error}") from None
     raise ValueError(
-        f"Bad structure {text!r}: expected 'unstructured', a block 'RxC' "
+        f"Bad structure {text!r}: expected 'unstructured', 'units', 'heads', a block 'RxC' "
         "(e.g. 1x4) or 'N:M' (e.g. 2:4)."
     )
 
@@ -402,6 +498,6 @@ def get(identifier):
         if isinstance(structure, Structure):
             return structure
     raise TypeError(
-        "`structure` must be tfs.Unstructured(), tfs.Block((rows, cols)) or "
-        f"tfs.NM(n, m), got {identifier!r}."
+        "`structure` must be tfs.Unstructured(), tfs.Block((rows, cols)), "
+        f"tfs.NM(n, m), tfs.Units() or tfs.Heads(), got {identifier!r}."
     )

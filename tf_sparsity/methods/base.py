@@ -187,8 +187,12 @@ class MaskedMethod(SparsityMethod):
             ranking over all of the method's kernels.
     """
 
-    #: Whether `gradient(kernel)` is needed (see the class docstring).
-    needs_gradient = False
+    @property
+    def needs_gradient(self):
+        """Whether `gradient(kernel)` is needed (see the class docstring): a
+        method class sets it to True, or its structure asks for it (Taylor
+        scores of `tfs.Units(score="taylor")`)."""
+        return self.structure.needs_gradient
 
     #: Whether masked weights may be held at exactly zero in the variable
     #: while training (`keep_masked_zeros`); False for methods whose masked
@@ -204,6 +208,12 @@ class MaskedMethod(SparsityMethod):
             raise ValueError(
                 f"{owner}: {self.structure!r} fixes each kernel's sparsity, so "
                 'scope="global" (one ranking over all kernels) does not apply.'
+            )
+        if self.structure.coupled_kind is not None and not isinstance(self, PruningMethod):
+            raise ValueError(
+                f"{owner}: {self.structure!r} removes whole units across layers, "
+                "which only pruning methods do (tfs.MagnitudePruning, "
+                "tfs.RandomPruning); units do not move in dynamic sparse training."
             )
         fixed = self.structure.fixed_sparsity
         if (
@@ -378,7 +388,8 @@ class PruningMethod(MaskedMethod):
             all sparsified kernels together and prunes the same total number
             of weights wherever the scores are lowest.
         structure: which weights are pruned together: `tfs.Unstructured()`
-            (default), `tfs.Block((rows, cols))` or `tfs.NM(n, m)`.
+            (default), `tfs.Block((rows, cols))`, `tfs.NM(n, m)`, or whole
+            units across layers: `tfs.Units()`, `tfs.Heads()`.
     """
 
     #: Whether pruned weights always rank below live ones (permanent masks).
@@ -388,6 +399,8 @@ class PruningMethod(MaskedMethod):
         super().__init__(schedule, structure=structure, scope=scope)
 
     def new_update_group(self):
+        if self.structure.coupled_kind is not None:
+            return updates.UnitMaskUpdate(self)
         return updates.MaskUpdate(self)
 
     @classmethod

@@ -4,10 +4,13 @@ schedule chooses: each method returns its own `UpdateGroup` from
 method is added.
 """
 
+import math
+
 import numpy as np
 from keras import ops
 
 from tf_sparsity import _backend
+from tf_sparsity import dependency
 from tf_sparsity import masks as mask_ops
 from tf_sparsity import optimizer_state
 
@@ -89,3 +92,169 @@ class MaskUpdate(UpdateGroup):
             slots = optimizer_state.optimizer_slots(self.model)
             for kernel in kept:
                 self.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
+
+
+class UnitMaskUpdate(MaskUpdate):
+    """Recomputes the masks of a pruning method whose structure removes
+    whole units across layers (`tfs.Units`, `tfs.Heads`).
+
+    The dependency groups are read from the model once (first update);
+    each group's units are scored over every coupled kernel, ranked per
+    group (`scope="layer"`) or over all groups (`"global"`), and the choice
+    is expanded into every member kernel's mask (a kernel in two groups,
+    along its output and its input axis, gets the product). One compiled
+    function per method, as for `MaskUpdate`.
+    """
+
+    def __init__(self, method):
+        super().__init__(method)
+        self._plans = None
+
+    @property
+    def plans(self):
+        """The `GroupPlan`s of the dependency groups this method prunes."""
+        if self._plans is None:
+            self._plans = group_plans(self.model, self.kernels, self.method)
+        return self._plans
+
+    def num_pruned(self, step):
+        """Units to prune in each dependency group at `step`."""
+        schedule = self.method.schedule
+        scale = schedule.sparsity(step) / schedule.final_sparsity if (
+            schedule.final_sparsity > 0
+        ) else 0.0
+        return [
+            min(mask_ops.num_to_prune(min(plan.target * scale, 1.0), plan.size), plan.size - 1)
+            for plan in self.plans
+        ]
+
+    def update(self, step):
+        if not self.plans:
+            return
+        if self._compiled is None:
+            method, plans = self.method, self.plans
+            seeds = [kernel.seed for kernel in self.kernels]
+
+            def compute(kernels, masks, gradients, counts):
+                return compute_unit_masks(method, plans, kernels, masks, gradients, counts, seeds)
+
+            self._compiled = _backend.jit_compile(compute)
+        counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
+        values = [ops.convert_to_tensor(k.variable) for k in self.kernels]
+        masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
+        gradients = [
+            ops.convert_to_tensor(k.state.gradient)
+            if k.state.gradient is not None
+            else ops.zeros((), "float32")
+            for k in self.kernels
+        ]
+        new_masks = self._compiled(values, masks, gradients, counts)
+        for kernel, value in zip(self.kernels, new_masks):
+            kernel.state.mask.assign(value)
+        kept = [k for k in self.kernels if k.wrapper.masked_zeros_kept]
+        if kept:
+            slots = optimizer_state.optimizer_slots(self.model)
+            for kernel in kept:
+                self.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
+
+
+class GroupPlan:
+    """One dependency group as the mask update sees it.
+
+    Attributes:
+        group: the `dependency.UnitGroup`.
+        target: its final sparsity (the lowest of its producers').
+        members: `(kernel position, axis, segment ids)` of every scored
+            coupling: segment ids map each position along `axis` to its
+            unit, or to `size` for positions of other groups.
+        weights_per_unit: float32 array, how many weights each unit has
+            over all members (scores are means over them).
+    """
+
+    def __init__(self, group, target, members, shapes):
+        self.group = group
+        self.size = group.size
+        self.target = target
+        self.members = members
+        counts = np.zeros(group.size + 1)
+        for (position, axis, segments), shape in zip(members, shapes):
+            per_position = math.prod(shape) // shape[axis]
+            counts += np.bincount(segments, minlength=group.size + 1) * per_position
+        self.weights_per_unit = np.maximum(counts[: group.size], 1).astype("float32")
+
+
+def group_plans(model, kernels, method):
+    """The `GroupPlan`s of the groups whose producers are all among
+    `kernels` (the method's) and whose every scored kernel is wrapped."""
+    position = {(id(k.layer), k.spec.attribute): i for i, k in enumerate(kernels)}
+    plans = []
+    for group in dependency.analyze(model, method.structure.coupled_kind).groups:
+        scored = [c for c in group.couplings if c.scored]
+        keys = [(id(c.layer), c.attribute) for c in scored]
+        if not scored or any(key not in position for key in keys):
+            continue
+        producers = [i for i, k in enumerate(kernels) if any(k.layer is p for p in group.producers)]
+        targets = [kernels[p].target for p in producers]
+        targets = [method.final_sparsity if t is None else t for t in targets]
+        target = min(targets) if targets else 0.0
+        if target <= 0:
+            continue
+        members = [
+            (position[key], c.axis, np.where(c.index < 0, group.size, c.index).astype("int32"))
+            for key, c in zip(keys, scored)
+        ]
+        shapes = [kernels[p].shape for p, _, _ in members]
+        plans.append(GroupPlan(group, target, members, shapes))
+    return plans
+
+
+def _per_position(x, axis):
+    """Sums `x` over every axis but `axis`."""
+    other = tuple(a for a in range(len(x.shape)) if a != axis)
+    return ops.sum(x, axis=other) if other else x
+
+
+def compute_unit_masks(method, plans, kernels, masks, gradients, counts, seeds):
+    """New masks of every kernel from one unit ranking per group (pure;
+    compiled with XLA). Kernels in no group keep their masks."""
+    structure = method.structure
+    scores = []
+    for plan in plans:
+        total = ops.zeros((plan.size + 1,), "float32")
+        live = ops.zeros((plan.size + 1,), "float32")
+        for position, axis, segments in plan.members:
+            value = ops.cast(kernels[position], "float32")
+            mask = ops.cast(masks[position], "float32")
+            weight_scores = method.drop_scores(value, mask, seeds[position])
+            terms = structure.weight_scores(
+                weight_scores * mask, ops.cast(gradients[position], "float32")
+            )
+            ids = ops.convert_to_tensor(segments)
+            total = total + ops.segment_sum(
+                _per_position(terms, axis), ids, num_segments=plan.size + 1
+            )
+            live = live + ops.segment_sum(
+                _per_position(mask, axis), ids, num_segments=plan.size + 1
+            )
+        score = total[: plan.size] / ops.convert_to_tensor(plan.weights_per_unit)
+        # Permanent masks: pruned units rank below every live one.
+        scores.append(ops.where(ops.greater(live[: plan.size], 0.0), score, -1.0))
+    if method.scope == "global":
+        kept = mask_ops.prune_lowest_jointly(scores, ops.sum(counts))
+    else:
+        kept = [mask_ops.prune_lowest(s, counts[i]) for i, s in enumerate(scores)]
+    new_masks = [None] * len(masks)
+    for plan, units in zip(plans, kept):
+        padded = ops.concatenate([ops.cast(units, "float32"), ops.ones((1,), "float32")])
+        for position, axis, segments in plan.members:
+            shape = masks[position].shape
+            along = ops.take(padded, ops.convert_to_tensor(segments))
+            broadcast = [1] * len(shape)
+            broadcast[axis] = shape[axis]
+            factor = ops.reshape(along, broadcast)
+            current = new_masks[position]
+            new_masks[position] = factor if current is None else current * factor
+    return [
+        mask if new is None else ops.cast(ops.broadcast_to(new, mask.shape), mask.dtype)
+        for mask, new in zip(masks, new_masks)
+    ]
