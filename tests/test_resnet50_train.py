@@ -121,3 +121,21 @@ def test_resumed_run_ends_with_the_masks_of_an_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(actual[path], expected[path], err_msg=path)
     assert resumed.row["global_sparsity"] == pytest.approx(SPARSITY, abs=1e-5)
     assert resumed.row["global_sparsity"] == reference.row["global_sparsity"]
+
+
+def test_units_run_exports_the_shrunk_resnet(tmp_path):
+    config = configs.make_config("tiny", {**configs.PRESETS["units_50"], "sparsity": 0.5})
+    quiet = dict(verbose=0, print_fn=lambda *args: None)
+    result = train.run(config, str(tmp_path / "units"), **quiet)
+    sparse = result.model
+    loaded = tf.saved_model.load(str(tmp_path / "units" / "export" / "1"))
+    served_params = sum(int(np.prod(v.shape)) for v in loaded.variables)
+    dense_params = sum(int(np.prod(v.shape)) for v in tfs.strip(sparse).weights)
+    # Half of every group's filters: about a quarter of the convolutions'
+    # weights remain.
+    assert served_params < 0.5 * dense_params
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    expected = ops.convert_to_numpy(sparse(images, training=False))
+    np.testing.assert_allclose(
+        loaded.serve(tf.constant(images))["logits"].numpy(), expected, atol=1e-4
+    )

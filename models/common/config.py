@@ -84,7 +84,8 @@ class RunConfig:
     frequency: int = field(None, "steps between mask updates", int, minimum=1)
     structure: str = field(
         None, "pruning structure: unstructured (default), RxC blocks (1x4: "
-        "LiteRT's sparse kernel) or N:M (2:4)", str
+        "LiteRT's sparse kernel), N:M (2:4), units (whole neurons and filters; "
+        "the export is the shrunk model) or heads (attention heads)", str
     )
     distribution: str = field(
         "uniform", "how the target is spread over layers: uniform (with the "

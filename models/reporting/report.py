@@ -7,7 +7,12 @@ Writes, into one directory:
 - `TASK_frontier.png`: the task's metric against sparsity, one line per
   method, with error bars for the standard deviation over seeds, in the
   style of the paper's figures (optionally with the paper's own points);
-- `TASK_METHOD_layers.png` for one chosen run: its per-layer sparsity.
+- `TASK_METHOD_layers.png` for one chosen run: its per-layer sparsity;
+- for a structured method (rows with a `structure` other than
+  "unstructured", e.g. unit pruning with `tfs.shrink`, whose sparsity is
+  the shrunk model's parameter sparsity) paired with unstructured runs at
+  the same target: a table of the pairs in `report.md`, and
+  `TASK_METHOD_frontier.png`, the method against the unstructured one(s).
 
 Plots are drawn on `matplotlib.figure.Figure` objects, which render with
 the Agg canvas and never touch pyplot's global state or a display.
@@ -100,6 +105,11 @@ def write_report(rows, out_dir, metric=None, paper=False, layers_run=None):
         path = out_dir / f"{_safe_name(task)}_frontier.png"
         plot_frontier(task, cells, path, paper=paper)
         written.append(path)
+        for method, partners in structured_methods(cells).items():
+            path = out_dir / f"{_safe_name(task)}_{_safe_name(method)}_frontier.png"
+            shown = {"dense", method, *partners}
+            plot_frontier(task, [c for c in cells if c.method in shown], path)
+            written.append(path)
     if layers_row is not None:
         name = f"{_safe_name(layers_row['task'])}_"
         name += f"{_safe_name(layers_row['method'])}_layers.png"
@@ -146,6 +156,8 @@ def render_markdown(cells_by_task, num_rows, paper=False, left_out=None):
                 for target in targets
             ]
             lines.append(_table_row(row))
+        for method, partners in structured_methods(cells).items():
+            lines += [""] + _structure_table(cells, method, partners)
         if paper and paper_lib.has_published(task, metric):
             lines += [""] + _published_table(task, metric)
         if paper and task.startswith(paper_lib.ONESHOT_TASK_PREFIX):
@@ -295,6 +307,79 @@ def find_run(rows, run):
     return matches[0]
 
 
+def structured_methods(cells):
+    """The structured methods among one task's cells, each with the
+    unstructured methods that have runs at its targets.
+
+    A cell is structured when its rows carry a `structure` other than
+    "unstructured" (e.g. "units"), unstructured when they carry
+    `structure: "unstructured"` (runs paired with a structured one at the
+    same parameter count).
+
+    Returns:
+        `{method: sorted partner methods}`, in `sort_methods` order.
+    """
+    kinds = {}
+    for cell in cells:
+        structures = {row.get("structure") for row in cell.rows} - {None}
+        if structures:
+            kinds.setdefault(cell.method, set()).update(structures)
+    structured = [m for m, kinds_ in kinds.items() if kinds_ - {"unstructured"}]
+    result = {}
+    for method in sort_methods(structured):
+        targets = {c.target_sparsity for c in cells if c.method == method}
+        result[method] = sort_methods(
+            {
+                c.method
+                for c in cells
+                if c.target_sparsity in targets
+                and "unstructured" in kinds.get(c.method, ())
+            }
+        )
+    return result
+
+
+def _structure_table(cells, method, partners):
+    """A markdown table: `method` against its unstructured partners at each
+    of its targets (equal parameter counts)."""
+    metric = cells[0].metric
+    scale = display_scale(metric)
+    by_key = {(c.method, c.target_sparsity): c for c in cells}
+    own = sorted((c for c in cells if c.method == method), key=lambda c: c.target_sparsity)
+    structures = sorted({str(row.get("structure")) for c in own for row in c.rows})
+    lines = [
+        f"{method} ({', '.join(structures)} structure) against {', '.join(partners) or 'no'} "
+        "unstructured runs at the same parameter count (the shrunk model's "
+        f"parameter sparsity), {metric_label(metric)}:",
+        "",
+        _table_row(
+            ["units pruned", "kernel weights kept", "sparsity", method]
+            + partners
+            + [f"{method} - {p}" for p in partners]
+        ),
+        _table_row(["---"] * (4 + 2 * len(partners))),
+    ]
+    for cell in own:
+        fractions = sorted({row.get("unit_fraction") for row in cell.rows} - {None})
+        kept = sorted({row.get("kernel_weights") for row in cell.rows} - {None})
+        dense = sorted({row.get("kernel_weights_dense") for row in cell.rows} - {None})
+        row = [
+            ", ".join(_percent(f) for f in fractions),
+            ", ".join(f"{k:,}" for k in kept) + (f" of {dense[0]:,}" if len(dense) == 1 else ""),
+            _percent(cell.target_sparsity, digits=1),
+            _format_cell(cell, metric).split(" @ ")[0],
+        ]
+        others = [by_key.get((p, cell.target_sparsity)) for p in partners]
+        row += [_format_cell(o, metric).split(" @ ")[0] for o in others]
+        for other in others:
+            if other is None or other.mean is None or cell.mean is None:
+                row.append("")
+            else:
+                row.append(f"{(cell.mean - other.mean) * scale:+.2f}")
+        lines.append(_table_row(row))
+    return lines
+
+
 def sort_methods(methods):
     """Sorts method names: known methods in `METHOD_ORDER`, then the rest."""
     known = [method for method in METHOD_ORDER if method in methods]
@@ -312,16 +397,27 @@ def metric_label(metric):
 
 
 def _method_styles(methods):
-    """(colour, marker) per method: stable across plots for known methods."""
+    """(colour, marker) per method: stable across plots for known methods;
+    the others take, in order, a colour no method of the plot has while one
+    is left, and always a (colour, marker) pair no other method has."""
     styles = {}
-    extra = 0
     for method in methods:
         if method in METHOD_ORDER:
             index = METHOD_ORDER.index(method)
-        else:
-            index = len(METHOD_ORDER) + extra
-            extra += 1
-        styles[method] = (_COLORS[index % len(_COLORS)], _MARKERS[index % 10])
+            styles[method] = (_COLORS[index % len(_COLORS)], _MARKERS[index % len(_MARKERS)])
+    # Every (colour, marker) pair, the colours cycling fastest.
+    pairs = [
+        (_COLORS[k % len(_COLORS)], _MARKERS[(k + k // len(_COLORS)) % len(_MARKERS)])
+        for k in range(len(_COLORS) * len(_MARKERS))
+    ]
+    for method in methods:
+        if method in styles:
+            continue
+        taken = set(styles.values())
+        colors = {color for color, _ in taken}
+        free = [p for p in pairs if p not in taken]
+        fresh = [p for p in free if p[0] not in colors]
+        styles[method] = (fresh or free or pairs)[0]
     return styles
 
 

@@ -202,7 +202,23 @@ def _presets():
     presets = {"tiny": TINY, DENSE: {"method": DENSE, "sparsity": 0.0}}
     presets.update(config_lib.method_presets(PAPER_METHODS, PAPER_SPARSITIES))
     presets.update(dynamic_sparse_presets())
+    presets.update(units_presets())
     return presets
+
+
+def units_presets():
+    """Filter pruning (`tfs.Units()`: whole filters with every coupled
+    channel, residual groups together) at 25, 50 and 75% of each group's
+    filters, on magnitude pruning's schedule; the export is the shrunk
+    model (`tfs.shrink`), physically smaller. Torch-Pruning's DepGraph
+    removes about half the FLOPs of ResNet-50 at about 0.3 points of top-1
+    (CVPR 2023)."""
+    return {
+        f"units_{round(fraction * 100)}": {
+            "method": "magnitude", "sparsity": fraction, "structure": "units",
+        }
+        for fraction in (0.25, 0.5, 0.75)
+    }
 
 
 #: RigL's ImageNet update interval (100 steps at batch 4,096) in this

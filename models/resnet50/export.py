@@ -1,8 +1,9 @@
 """Exporting a trained sparse ResNet for TF Serving.
 
 The SavedModel holds the stripped model (`tfs.strip`: plain Keras layers,
-pruned weights folded in as zeros, no tf_sparsity code needed to serve it)
-with two endpoints:
+pruned weights folded in as zeros, no tf_sparsity code needed to serve it),
+or, for runs that prune whole filters (`--structure units`), the shrunk
+model (`tfs.shrink`: fewer filters, faster everywhere), with two endpoints:
 
 - `serving_default` (also named `serve_encoded`): a batch of encoded images,
   a string tensor `(batch,)` of JPEG (or PNG, GIF, BMP) bytes, decoded,
@@ -35,6 +36,15 @@ def _predictions(logits):
     }
 
 
+def prunes_units(model):
+    """Whether `model` prunes whole units (`tfs.Units`, `tfs.Heads`): its
+    export is then the physically smaller model `tfs.shrink` builds."""
+    return any(
+        getattr(getattr(wrapper.method, "structure", None), "coupled_kind", None)
+        for _, wrapper in tfs.sparse_layers(model)
+    )
+
+
 def export_for_serving(model, export_dir, image_size):
     """Strips `model` and writes it as a SavedModel with both endpoints.
 
@@ -47,7 +57,7 @@ def export_for_serving(model, export_dir, image_size):
     Returns:
         The stripped Keras model that was exported.
     """
-    plain = tfs.strip(model)
+    plain = tfs.shrink(model) if prunes_units(model) else tfs.strip(model)
 
     def serve_images(images):
         return _predictions(plain(images, training=False))
