@@ -435,3 +435,15 @@ def test_structures_round_trip_their_config_and_spelling():
     assert isinstance(structures.parse("Heads"), tfs.Heads)
     with pytest.raises(ValueError, match="score"):
         tfs.Units(score="l3")
+
+
+def test_summary_lists_unit_groups_and_the_layers_kept_whole():
+    sparse = _prune(_mlp(), tfs.Units())
+    lines = []
+    report = tfs.sparsity_summary(sparse, print_fn=lines.append)
+    assert [(g.name, g.size, g.live) for g in report.unit_groups] == [
+        ("units of 'hidden1'", 32, 16),
+        ("units of 'hidden2'", 16, 8),
+    ]
+    assert report.kept_whole[0][0] == "logits"
+    assert "Units kept whole" in lines[0] and "output of model" in lines[0]

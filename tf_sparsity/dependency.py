@@ -810,3 +810,31 @@ def _head_groups(model):
             )
         )
     return Dependencies(groups=groups, refused=refused)
+
+
+def live_units(group, value_of=None):
+    """Bool array over the group's units: those some reader still uses
+    (a unit whose every reader is zero there can be removed exactly).
+
+    Args:
+        group: a `UnitGroup`.
+        value_of: `fn(coupling) -> array`, the weight a reader computes
+            with (for a sparse model, its inference kernel); by default the
+            variable itself.
+
+    Returns:
+        The array, or None when nothing reads the group.
+    """
+    readers = [c for c in group.couplings if c.consumer]
+    if not readers:
+        return None
+    used = np.zeros(group.size, bool)
+    for coupling in readers:
+        value = coupling.variable if value_of is None else value_of(coupling)
+        value = np.asarray(keras.ops.convert_to_numpy(value))
+        other = tuple(a for a in range(value.ndim) if a != coupling.axis)
+        nonzero = np.any(value != 0, axis=other) if other else value != 0
+        inside = coupling.index >= 0
+        used[coupling.index[inside]] |= nonzero[inside]
+    return used
+

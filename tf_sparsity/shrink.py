@@ -78,19 +78,9 @@ def shrink(model):
 
 
 def _kept_units(group):
-    """Bool array: units some reader still uses; None if nothing reads the
-    group (then nothing is removed)."""
-    readers = [c for c in group.couplings if c.consumer]
-    if not readers:
-        return None
-    used = np.zeros(group.size, bool)
-    for coupling in readers:
-        value = np.asarray(keras.ops.convert_to_numpy(coupling.variable))
-        other = tuple(a for a in range(value.ndim) if a != coupling.axis)
-        nonzero = np.any(value != 0, axis=other) if other else value != 0
-        inside = coupling.index >= 0
-        used[coupling.index[inside]] |= nonzero[inside]
-    if not used.any():
+    """Bool array: the units kept (at least one); None to keep them all."""
+    used = dependency.live_units(group)
+    if used is not None and not used.any():
         used[0] = True
     return used
 

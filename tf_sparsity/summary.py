@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from tf_sparsity import dependency
 from tf_sparsity.sparsify import is_sparse
 from tf_sparsity import tree
 from tf_sparsity.layers import kernels as kernels_lib
@@ -45,6 +46,22 @@ class LayerSparsity:
 
 
 @dataclasses.dataclass(frozen=True)
+class UnitGroupSparsity:
+    """One dependency group's row in a `SparsityReport` of a model pruned
+    by whole units (`tfs.Units`, `tfs.Heads`).
+
+    Attributes:
+        name: the group ("units of 'dense_1'", "heads of 'attention'").
+        size: its units.
+        live: units still read by some layer (what `tfs.shrink` keeps).
+    """
+
+    name: str
+    size: int
+    live: int
+
+
+@dataclasses.dataclass(frozen=True)
 class SparsityReport:
     """Per-kernel sparsity of a model and its global sparsity.
 
@@ -55,6 +72,8 @@ class SparsityReport:
     """
 
     layers: tuple
+    unit_groups: tuple = ()
+    kept_whole: tuple = ()  # (layer name, why its units cannot be removed)
 
     @property
     def size(self):
@@ -113,7 +132,18 @@ class SparsityReport:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
         rule = "-" * len(line(header))
-        return "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+        text = "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+        if self.unit_groups:
+            width = max(len(g.name) for g in self.unit_groups)
+            text += "\n\n" + "\n".join(
+                [f"{'unit group'.ljust(width)}  units  live"]
+                + [f"{g.name.ljust(width)}  {g.size:5d}  {g.live:4d}" for g in self.unit_groups]
+            )
+        if self.kept_whole:
+            text += "\n\nUnits kept whole:\n" + "\n".join(
+                f"  '{name}': {reason}" for name, reason in self.kept_whole
+            )
+        return text
 
     def __str__(self):
         return self.table()
@@ -155,7 +185,7 @@ def sparsity_summary(model, print_fn=print):
                     rows.append(
                         _row(path, layer, name, variable, None, False, supported=False)
                     )
-    report = SparsityReport(tuple(rows))
+    report = SparsityReport(tuple(rows), *_unit_groups(model))
     if print_fn is not None:
         print_fn(report.table())
     return report
@@ -182,3 +212,32 @@ def _row(path, layer, name, value, target, wrapped, supported=True):
         wrapped=wrapped,
         supported=supported,
     )
+
+
+def _unit_groups(model):
+    """The unit groups of the coupled structures pruning `model`, and the
+    layers whose units they keep (with why)."""
+    wrappers = [node.layer for node in tree.walk(model, stop=is_sparse) if is_sparse(node.layer)]
+    kinds = []
+    for wrapper in wrappers:
+        kind = getattr(getattr(wrapper.method, "structure", None), "coupled_kind", None)
+        if kind and kind not in kinds:
+            kinds.append(kind)
+    kernels = {(id(k.layer), k.spec.attribute): k for w in wrappers for k in w.kernels}
+
+    def value_of(coupling):
+        kernel = kernels.get((id(coupling.layer), coupling.attribute))
+        return coupling.variable if kernel is None else kernel.inference_value()
+
+    groups, kept = [], {}
+    for kind in kinds:
+        found = dependency.analyze(model, kind)
+        for group in found.groups:
+            if not all((id(c.layer), c.attribute) in kernels for c in group.couplings if c.scored):
+                continue
+            live = dependency.live_units(group, value_of)
+            if live is not None:
+                groups.append(UnitGroupSparsity(group.name, group.size, int(live.sum())))
+        kept.update(found.refused)
+    return tuple(groups), tuple(kept.items())
+
