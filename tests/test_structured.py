@@ -447,3 +447,21 @@ def test_summary_lists_unit_groups_and_the_layers_kept_whole():
     ]
     assert report.kept_whole[0][0] == "logits"
     assert "Units kept whole" in lines[0] and "output of model" in lines[0]
+
+
+def test_one_shot_then_fine_tuning_keeps_the_units_removed(rng):
+    # The tiny ResNet (BatchNorm in training mode, residual groups) pruned
+    # to half its filters at step 0, then fine-tuned.
+    sparse = tfs.sparsify(
+        _tiny_resnet(), tfs.MagnitudePruning(tfs.OneShot(0.5, step=0), structure=tfs.Units())
+    )
+    sparse.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    sparse.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfs.SparsityCallback()])
+    report = tfs.sparsity_summary(sparse, print_fn=None)
+    assert {g.name: g.live for g in report.unit_groups}["units of 'stem', 'b0_conv2', 'b1_conv2'"] == 4
+    assert all(g.live == g.size - round(0.5 * g.size) for g in report.unit_groups)
+    small = tfs.shrink(sparse)
+    assert _kernel_shapes(small)["b0_conv1"] == (3, 3, 4, 4)
+    _assert_same_outputs(sparse, small, x[:4])
