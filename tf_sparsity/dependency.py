@@ -126,12 +126,18 @@ class Dependencies:
 
     Attributes:
         groups: the `UnitGroup`s whose units can be removed.
-        refused: `{layer name: reason}` for layers whose units cannot be
-            removed (their space is pinned).
+        refused: `{layer path: reason}` for layers whose units cannot be
+            removed (their space is pinned, or their connections unknown).
+        reasons_by_layer: the same reasons by `id(layer)` (`reason_for`).
     """
 
     groups: list
     refused: dict
+    reasons_by_layer: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def reason_for(self, layer):
+        """Why `layer`'s units cannot be removed, or None."""
+        return self.reasons_by_layer.get(id(_plain(layer)))
 
 
 def analyze(model, kind="units"):
@@ -159,23 +165,38 @@ def analyze(model, kind="units"):
         for tensor, channels in zip(graph.outputs, outputs):
             analysis.pin(channels, f"its units reach an output of model '{model.name}'")
     groups, refused = analysis.groups()
-    groups.extend(_feedforward_groups(model, refused))
-    if graph is None:
-        for node in tree.walk(model, stop=_is_wrapper):
-            layer = _plain(node.layer)
-            if _opens_units(layer) and layer.name not in refused and not any(
-                layer is p for g in groups for p in g.producers
-            ):
-                refused[layer.name] = (
-                    f"it is inside '{model.name}' ({type(model).__name__}), a "
-                    "subclassed model whose connections between layers are not "
-                    "recorded; units can be removed only along a Functional or "
-                    "Sequential graph"
-                )
-    return Dependencies(groups=groups, refused=refused)
+    groups.extend(_feedforward_groups(model))
+    producers = {id(p) for g in groups for p in g.producers}
+    paths = {}
+    for node in tree.walk(model, stop=_is_wrapper):
+        layer = _plain(node.layer)
+        paths.setdefault(id(layer), tree.path_string(node.name_path))
+        if not _opens_units(layer) or id(layer) in refused or id(layer) in producers:
+            continue
+        owner = node.owner if node.owner is not None else model
+        if owner is model and graph is None:
+            reason = (
+                f"it is inside '{model.name}' ({type(model).__name__}), a "
+                "subclassed model whose connections between layers are not "
+                "recorded; units can be removed only along a Functional or "
+                "Sequential graph"
+            )
+        else:
+            reason = (
+                f"it is inside '{owner.name}' ({type(owner).__name__}), whose "
+                "connections between its own layers are not known"
+            )
+        refused[id(layer)] = (layer, reason)
+    return Dependencies(
+        groups=groups,
+        refused={paths.get(key, layer.name): reason for key, (layer, reason) in refused.items()},
+        reasons_by_layer={key: reason for key, (_, reason) in refused.items()},
+    )
 
 
 def _is_wrapper(layer):
+    # A `SparseWrapper`, recognized by its interface: its module depends on
+    # the methods, whose mask updates depend on this module.
     return hasattr(layer, "kernels") and hasattr(layer, "method") and hasattr(layer, "layer")
 
 
@@ -684,7 +705,7 @@ class _GraphAnalysis:
                 continue
             if root.pinned is not None:
                 for producer in root.producers:
-                    refused.setdefault(producer.name, root.pinned)
+                    refused.setdefault(id(producer), (producer, root.pinned))
                 continue
             groups.append(
                 UnitGroup(
@@ -739,7 +760,7 @@ def _owners(model):
     return {id(node.layer): node.owner for node in tree.walk(model, stop=_is_wrapper)}
 
 
-def _feedforward_groups(model, refused):
+def _feedforward_groups(model):
     """The intermediate units of keras-hub Transformer blocks' feed-forward
     networks: Dense -> activation -> dropout -> Dense, inside the block."""
     groups = []
@@ -766,7 +787,6 @@ def _feedforward_groups(model, refused):
                 label=f"feed-forward units of '{block.name}'",
             )
         )
-        refused.pop(intermediate.name, None)
     return groups
 
 

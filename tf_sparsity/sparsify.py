@@ -187,22 +187,17 @@ def _unit_targets(model, infos, targets, method, kind, explicit):
     (`tfs.Units`, `tfs.Heads`): every layer of a dependency group with a
     selected producer is wrapped, producers at the group's target, the
     layers that only read its units at 0 (their masks lose the rows of the
-    removed units). Producers whose units cannot be removed stay dense and
-    are named in a warning, or in an error when `layers=` chose them."""
+    removed units). Selected layers whose units cannot be removed stay dense
+    and are named in a warning with the reason; when none can, the error
+    names them."""
     structure = method.structure
     found = dependency.analyze(model, kind)
     names = {id(info.layer): info.path for info in infos}
     refused = [
-        (info, found.refused[info.layer.name])
+        (info, found.reason_for(info.layer))
         for info in infos
-        if info.selected and info.layer.name in found.refused
+        if info.selected and found.reason_for(info.layer) is not None
     ]
-    if refused and explicit:
-        info, reason = refused[0]
-        raise ValueError(
-            f"Cannot prune the {structure.unit_name}s of layer '{info.path}' "
-            f"with {structure!r}: {reason}. Leave it out of `layers=`."
-        )
     chosen = {}
     for group in found.groups:
         selected = [targets[id(p)] for p in group.producers if id(p) in targets]
@@ -237,8 +232,10 @@ def _unit_targets(model, infos, targets, method, kind, explicit):
             f"No {structure.unit_name} of model '{model.name}' can be removed "
             f"with {structure!r}" + (f": {reasons}." if reasons else ".")
         )
-    # A model's last layer always keeps its units; others are worth a word.
-    refused = [(info, reason) for info, reason in refused if "reach an output" not in reason]
+    if not explicit:
+        # A model's last layer always keeps its units: only worth a word
+        # when it was chosen by name.
+        refused = [(info, reason) for info, reason in refused if "reach an output" not in reason]
     if refused:
         warnings.warn(
             f"{structure!r} keeps these layers' {structure.unit_name}s (they stay "
