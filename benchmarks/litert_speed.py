@@ -14,7 +14,7 @@ training), magnitude pruning unstructured vs 1x4 blocks at 80/90/95%, and
 
     python benchmarks/litert_speed.py latency
     python benchmarks/litert_speed.py accuracy --seeds 0 1
-    python benchmarks/litert_speed.py table      # markdown for the README
+    python benchmarks/litert_speed.py table      # markdown for docs/benchmarks.md
 
 (Not named `litert.py`: scripts run from this folder, such as
 `tfmot_peer.py`, would import it instead of TensorFlow Lite's `litert`.)

@@ -1,10 +1,10 @@
-"""Regenerates the README's benchmark tables from `benchmarks/results/`.
+"""Regenerates the benchmark tables of the docs from `benchmarks/results/`.
 
     python benchmarks/tables.py            # print the markdown
-    python benchmarks/tables.py --readme   # rewrite the README section
+    python benchmarks/tables.py --docs     # rewrite the section of docs/benchmarks.md
 
-The README section lies between `<!-- benchmarks:start -->` and
-`<!-- benchmarks:end -->`. The quality frontier is also written as a full
+The section lies between `<!-- benchmarks:start -->` and
+`<!-- benchmarks:end -->` in `docs/benchmarks.md`. The quality frontier is also written as a full
 report with plots to `benchmarks/results/frontier/report/`.
 """
 
@@ -102,7 +102,9 @@ def frontier_tables():
     body = text.split("\n", 1)[1].strip()
     body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
     plots = sorted(glob.glob(os.path.join(out, "*_frontier.png")))
-    links = " ".join(f"[{os.path.basename(p)}]({os.path.relpath(p, ROOT)})" for p in plots)
+    links = " ".join(
+        f"[{os.path.basename(p)}]({os.path.relpath(p, os.path.join(ROOT, 'docs'))})" for p in plots
+    )
     return body + ("\n\nPlots: " + links if links else "")
 
 
@@ -123,22 +125,22 @@ def render():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="rewrite the README section")
+    parser.add_argument("--docs", action="store_true", help="rewrite the section of docs/benchmarks.md")
     args = parser.parse_args(argv)
     text = render()
-    if not args.readme:
+    if not args.docs:
         print(text)
         return
-    path = os.path.join(ROOT, "README.md")
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
     with open(path) as f:
-        readme = f.read()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"README.md has no {START} ... {END} section.")
-    before, rest = readme.split(START, 1)
+        page = f.read()
+    if START not in page or END not in page:
+        raise SystemExit(f"{path} has no {START} ... {END} section.")
+    before, rest = page.split(START, 1)
     _, after = rest.split(END, 1)
     with open(path, "w") as f:
         f.write(before + START + "\n" + text + "\n" + END + after)
-    print("README.md updated")
+    print(f"{os.path.relpath(path, ROOT)} updated")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def _load_registry():
 
 # Name -> class of every method (`tfs.METHODS`); see `tf_sparsity.method_names`.
 REGISTRY = _load_registry()
+"""`{name: method class}` of every method in `method_names.py` (`tfs.METHODS`)."""
 
 
 def get(identifier):

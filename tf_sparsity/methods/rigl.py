@@ -21,10 +21,10 @@ class RigL(dynamic_sparse.DynamicSparseMethod):
     Keras keeps a running elementwise maximum, not the gradient (use SET
     there).
 
-    Args: those of `DynamicSparseMethod` (`sparsity`, `update_frequency`,
-        `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`,
-        `structure`, `scope`). With `structure=tfs.Block(...)` a block's
-        grow score is its mean |gradient|.
+    Its arguments are those of `DynamicSparseMethod`: `sparsity`,
+    `update_frequency`, `drop_fraction`, `drop_fraction_decay`,
+    `end_step`, `seed`, `structure` and `scope`. With
+    `structure=tfs.Block(...)` a block's grow score is its mean |gradient|.
     """
 
     name = "rigl"

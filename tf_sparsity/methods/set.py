@@ -15,9 +15,9 @@ class SET(dynamic_sparse.DynamicSparseMethod):
     Growth is drawn from `seed`, the kernel's path in the model and the
     step, so every replica and every resumed run moves the same connections.
 
-    Args: those of `DynamicSparseMethod` (`sparsity`, `update_frequency`,
-        `drop_fraction`, `drop_fraction_decay`, `end_step`, `seed`,
-        `structure`, `scope`).
+    Its arguments are those of `DynamicSparseMethod`: `sparsity`,
+    `update_frequency`, `drop_fraction`, `drop_fraction_decay`,
+    `end_step`, `seed`, `structure` and `scope`.
     """
 
     name = "set"
