@@ -455,12 +455,7 @@ class _GraphAnalysis:
     def walk(self, graph, input_channels):
         """Follows `graph` from its inputs' channels; returns its outputs'."""
         known = {id(t): c for t, c in zip(graph.inputs, input_channels)}
-        nodes = [
-            node
-            for depth in sorted(graph._nodes_by_depth, reverse=True)
-            for node in graph._nodes_by_depth[depth]
-            if node.operation is not None and not node.is_input
-        ]
+        nodes = tree.graph_nodes(graph)
         for node in nodes:
             layer = node.operation
             inputs = [known.get(id(t)) for t in node.input_tensors]

@@ -60,6 +60,17 @@ def is_graph_model(layer):
     return isinstance(layer, _GRAPH_TYPES)
 
 
+def graph_nodes(graph):
+    """The call nodes of a Functional graph, in the order they run (input
+    nodes left out)."""
+    return [
+        node
+        for depth in sorted(graph._nodes_by_depth, reverse=True)
+        for node in graph._nodes_by_depth[depth]
+        if node.operation is not None and not node.is_input
+    ]
+
+
 def _is_layer(value):
     return isinstance(value, keras.layers.Layer) and not isinstance(
         value, keras.layers.InputLayer

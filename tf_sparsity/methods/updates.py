@@ -85,7 +85,13 @@ class MaskUpdate(UpdateGroup):
         counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
         values = [ops.convert_to_tensor(k.variable) for k in self.kernels]
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
-        for kernel, value in zip(self.kernels, self._compiled(values, masks, counts)):
+        self.assign_masks(self._compiled(values, masks, counts))
+
+    def assign_masks(self, new_masks):
+        """Writes the kernels' new masks, and zeroes the newly masked
+        weights (and optimizer slots) of kernels whose masked weights are
+        held at zero."""
+        for kernel, value in zip(self.kernels, new_masks):
             kernel.state.mask.assign(value)
         kept = [k for k in self.kernels if k.wrapper.masked_zeros_kept]
         if kept:
@@ -148,14 +154,7 @@ class UnitMaskUpdate(MaskUpdate):
             else ops.zeros((), "float32")
             for k in self.kernels
         ]
-        new_masks = self._compiled(values, masks, gradients, counts)
-        for kernel, value in zip(self.kernels, new_masks):
-            kernel.state.mask.assign(value)
-        kept = [k for k in self.kernels if k.wrapper.masked_zeros_kept]
-        if kept:
-            slots = optimizer_state.optimizer_slots(self.model)
-            for kernel in kept:
-                self.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
+        self.assign_masks(self._compiled(values, masks, gradients, counts))
 
 
 class GroupPlan:

@@ -169,12 +169,7 @@ def _walk(graph, input_values, pending, process_block):
     """Walks one Functional graph; returns its per-batch flat outputs, or
     None when every pending layer was pruned before the end."""
     values = {id(tensor): batches for tensor, batches in zip(graph.inputs, input_values)}
-    nodes = [
-        node
-        for depth in sorted(graph._nodes_by_depth, reverse=True)
-        for node in graph._nodes_by_depth[depth]
-        if node.operation is not None and not node.is_input
-    ]
+    nodes = tree.graph_nodes(graph)
     uses = collections.Counter(id(t) for node in nodes for t in node.input_tensors)
     uses.update(id(t) for t in graph.outputs)
     num_batches = len(input_values[0]) if input_values else 0
