@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import pathlib
 import struct
 
 import matplotlib
@@ -298,7 +299,9 @@ def test_frontier_plots_error_bars_at_achieved_sparsity(
     assert half_lengths == pytest.approx([0.0, 2.0])
     labels = [text.get_text() for text in axes.get_legend().get_texts()]
     assert labels == ["dense", "magnitude"]
-    assert axes.get_xlabel() == "Sparsity"
+    # Points reach 90%: the log-remaining axis, in sparsity coordinates.
+    assert axes.get_xscale() == "function"
+    assert axes.get_xlabel().startswith("Sparsity")
 
 
 def test_paper_overlay(results_dir, tmp_path, monkeypatch):
@@ -358,6 +361,217 @@ def test_layers_chart_errors(results_dir, tmp_path):
     assert not (tmp_path / "out").exists()  # Nothing half-written.
     with pytest.raises(ValueError, match="no per-layer 'layers' list"):
         report.write_report(rows, tmp_path / "out", layers_run="dense-0.0-0")
+
+
+# Styles: every series its own look, the same in every plot.
+
+
+def synthetic_rows(task, methods, sparsities=(0.5, 0.8), **kw):
+    rows = [make_row(task=task, method="dense", sparsity=0.0, accuracy=0.9)]
+    for index, method in enumerate(methods):
+        for sparsity in sparsities:
+            rows.append(
+                make_row(task=task, method=method, sparsity=sparsity, accuracy=0.8 - 0.01 * index, **kw)
+            )
+    return rows
+
+
+def plotted_series(axes):
+    """{label: (RGBA colour, marker, line style)} of the measured series."""
+    series = {}
+    for container in axes.containers:
+        line = container.lines[0]
+        series[container.get_label()] = (
+            matplotlib.colors.to_rgba(line.get_color()),
+            line.get_marker(),
+            line.get_linestyle(),
+        )
+    return series
+
+
+MANY_METHODS = [
+    "magnitude", "random", "tfmot_magnitude", "magnitude_erk", "magnitude_regrowth",
+    "variational_dropout", "l0", "rigl", "set", "static_sparse", "lottery", "scratch_e",
+    "magnitude_units", "rigl_5x", "magnitude_2:4", "mystery_a", "mystery_b", "mystery_c",
+]
+
+
+def test_every_series_of_a_plot_has_its_own_colour_and_marker(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    report.write_report(synthetic_rows("lenet300", MANY_METHODS), tmp_path)
+    series = plotted_series(figures[0].axes[0])
+    assert sorted(series) == sorted(MANY_METHODS)
+    pairs = [(colour, marker) for colour, marker, _ in series.values()]
+    assert len(set(pairs)) == len(MANY_METHODS)
+    # The methods of the issue that used to share a look.
+    for a, b in [("magnitude", "magnitude_erk"), ("random", "magnitude_regrowth"),
+                 ("variational_dropout", "rigl"), ("l0", "set")]:
+        assert series[a][:2] != series[b][:2]
+    # The legend groups families: pruning, regularized, dynamic, ...
+    labels = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["dense", "magnitude", "random"]
+    assert labels.index("rigl") > labels.index("l0") > labels.index("magnitude_erk")
+
+
+@pytest.mark.parametrize("family", ["pruning", "other"])
+def test_styles_stay_distinct_past_a_familys_palette(family):
+    # Far more series in one family than colours x markers.
+    names = [f"{'magnitude_' if family == 'pruning' else 'zz'}{i}" for i in range(60)]
+    styles = report.series_styles(names)
+    assert {style.family for style in styles.values()} == {family}
+    assert len({style.pair for style in styles.values()}) == 60
+    for style in styles.values():
+        matplotlib.colors.to_rgba(style.color)  # A valid colour.
+
+
+def test_method_families_and_line_styles():
+    family = report.method_family
+    assert family("magnitude") == family("random") == family("magnitude_2:4") == "pruning"
+    assert family("variational_dropout") == family("l0") == "regularized"
+    assert family("rigl") == family("set") == family("static_sparse") == family("rigl_9x") == "dynamic"
+    assert family("lottery") == family("scratch_b") == family("lottery_late") == "learned_mask"
+    assert family("magnitude_units") == "units"
+    assert family("channel_prune", structured={"channel_prune"}) == "units"
+    assert family("something_new") == "other"
+    styles = report.series_styles(MANY_METHODS)
+    by_family = {}
+    for style in styles.values():
+        by_family.setdefault(style.family, set()).add(str(style.linestyle))
+    # One line style per family, a different one for each family.
+    assert all(len(linestyles) == 1 for linestyles in by_family.values())
+    assert len({next(iter(ls)) for ls in by_family.values()}) == len(by_family)
+    # Families keep to their own palettes.
+    palettes = [set(f.colors) for f in report.FAMILIES.values()]
+    assert sum(len(p) for p in palettes) == len(set().union(*palettes))
+
+
+def test_same_method_same_style_in_every_plot(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    rows = synthetic_rows("lenet300", ["magnitude", "rigl", "mystery_b", "l0"])
+    rows += synthetic_rows("lenet5", ["set", "mystery_a", "mystery_b", "magnitude"])
+    report.write_report(rows, tmp_path)
+    first, second = (plotted_series(figure.axes[0]) for figure in figures)
+    for method in ("magnitude", "mystery_b"):
+        assert first[method] == second[method]
+    # Known methods keep their look whatever else is plotted, in any report.
+    alone = report.series_styles(["magnitude"])["magnitude"]
+    crowded = report.series_styles(MANY_METHODS)["magnitude"]
+    assert alone == crowded
+    assert report._method_styles(["rigl"])["rigl"] == report._method_styles(MANY_METHODS)["rigl"]
+
+
+def test_paper_points_take_their_methods_look_hollow(results_dir, tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    report.write_report(rows_lib.load_rows([results_dir]), tmp_path, paper=True)
+    axes = figures[0].axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    styles = report.series_styles(["magnitude", "rigl", "rigl_5x", "random"])
+    for method in ("magnitude", "rigl", "rigl_5x", "random"):
+        line = lines[f"paper: {method}"]
+        assert matplotlib.colors.to_rgba(line.get_color()) == matplotlib.colors.to_rgba(styles[method].color)
+        assert line.get_marker() == styles[method].marker
+        assert line.get_markerfacecolor() == "none" and line.get_linestyle() == ":"
+
+
+# The x axis.
+
+
+@pytest.mark.parametrize(
+    "sparsities, expected",
+    [((0.5, 0.8), "linear"), ((0.5, 0.9), "function"), ((0.9, 0.95, 0.98), "function"),
+     ((0.5, 0.8999), "function")],  # 89.99% achieved for a 90% target.
+)
+def test_default_x_axis_is_log_remaining_from_90_percent(tmp_path, monkeypatch, sparsities, expected):
+    figures = capture_figures(monkeypatch)
+    report.write_report(synthetic_rows("lenet300", ["magnitude"], sparsities), tmp_path)
+    axes = figures[0].axes[0]
+    assert axes.get_xscale() == expected
+    formatter = axes.xaxis.get_major_formatter()
+    assert formatter(0.95, 0) == "95%" and formatter(0.5, 0) == "50%"
+    if expected == "function":
+        # Evenly spaced nines: 90% -> 1, 99% -> 2, 99.9% -> 3; 0% at 0.
+        transform = axes.xaxis.get_transform()
+        assert transform.transform([0.0, 0.9, 0.99, 0.999]) == pytest.approx([0, 1, 2, 3])
+        ticks = list(axes.xaxis.get_major_locator()())
+        assert {0.5, 0.7, 0.8, 0.9, 0.95, 0.98} <= set(ticks)
+        assert "remaining" in axes.get_xlabel()
+    else:
+        assert axes.get_xlabel() == "Sparsity"
+
+
+@pytest.mark.parametrize(
+    "flag, sparsities, expected",
+    [("sparsity", (0.5, 0.98), "linear"), ("remaining-log", (0.5, 0.8), "function"),
+     ("auto", (0.5, 0.98), "function"), (None, (0.5, 0.8), "linear")],
+)
+def test_cli_x_flag(tmp_path, monkeypatch, flag, sparsities, expected):
+    figures = capture_figures(monkeypatch)
+    rows = synthetic_rows("lenet300", ["magnitude", "magnitude_units"], sparsities)
+    rows[-1]["structure"] = rows[-2]["structure"] = "units"
+    rows.append(make_row(task="lenet300", method="magnitude", sparsity=sparsities[-1], accuracy=0.7,
+                         structure="unstructured"))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["report", str(path), "--out", str(tmp_path / "out")] + (["--x", flag] if flag else [])
+    assert run_cli(argv) == 0
+    # The task's plot and its units plot.
+    assert len(figures) == 2
+    assert [figure.axes[0].get_xscale() for figure in figures] == [expected] * 2
+
+
+def test_bad_x_axis(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["report", str(tmp_path), "--out", str(tmp_path), "--x", "log"])
+    assert "invalid choice: 'log'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown x axis 'log'"):
+        report.write_report([make_row(top1=0.7)], tmp_path, x="log")
+
+
+# report.html.
+
+
+def test_report_html_has_every_table_and_image(results_dir, tmp_path):
+    rows = rows_lib.load_rows([results_dir])
+    rows.append(make_row(task="lenet300", accuracy=0.97))
+    out = tmp_path / "out"
+    written = report.write_report(rows, out, paper=True, layers_run="magnitude-0.9-0")
+    html_path = out / "report.html"
+    assert written[:2] == [str(out / "report.md"), str(html_path)]
+    page = html_path.read_text()
+    text = (out / "report.md").read_text()
+    tables = sum(1 for a, b in zip(text.splitlines(), text.splitlines()[1:])
+                 if a.startswith("|") and b.startswith("| ---"))
+    assert tables >= 3  # Ours, the paper's, RigL's.
+    assert page.count("<table>") == tables
+    assert "<th>method</th>" in page and "<td>77.00 ± 1.00 (3) @ 0.1%</td>" in page
+    images = [pathlib.Path(path).name for path in written if path.endswith(".png")]
+    assert len(images) == 3  # Two frontiers, one layers chart.
+    for name in images:
+        assert f'<img src="{name}"' in page  # Relative: beside the page.
+    # Each plot sits in its task's section.
+    assert page.index("lenet300_frontier.png") > page.index('id="lenet300_accuracy"')
+    assert page.index("resnet50_magnitude_layers.png") > page.index('id="resnet50_top-1_accuracy"')
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+
+
+def test_report_html_can_embed_images(results_dir, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(["report", str(results_dir), "--out", str(out), "--embed-images"]) == 0
+    page = (out / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 1
+    assert '<img src="resnet50' not in page
+
+
+def test_render_html_escapes_and_keeps_unplaced_figures(tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(PNG_SIGNATURE)
+    page = report.render_html(
+        "# T\n\nSome <b> & `code`.\n\n## a: b\n\n| m | <x> |\n| --- | --- |\n| 1 | 2 |\n",
+        {"a: b": [], None: [png]},
+    )
+    assert "Some &lt;b&gt; &amp; <code>code</code>." in page
+    assert "<th>&lt;x&gt;</th>" in page and "<td>2</td>" in page
+    assert page.index('<img src="x.png"') > page.index("Other figures")
 
 
 def test_write_report_rejects_no_rows(tmp_path):

@@ -42,7 +42,8 @@ def add_report_parser(subparsers):
         help="tables and sparsity-accuracy plots of training results",
         description=(
             "Aggregates result rows (result.json, *.json, *.jsonl) over seeds "
-            "and writes report.md and PNG plots."
+            "and writes report.md, PNG plots and report.html (the tables and "
+            "the plots, for a browser)."
         ),
     )
     parser.add_argument(
@@ -68,6 +69,21 @@ def add_report_parser(subparsers):
         default=None,
         metavar="RUN_ID",
         help="also plot the per-layer sparsity of this run",
+    )
+    parser.add_argument(
+        "--x",
+        default="auto",
+        choices=report_lib.X_AXES,
+        help="x axis of the frontier plots: sparsity (linear), remaining-log "
+        "(sparsity ticks spaced by the log of the weights remaining, 1 - "
+        "sparsity, so 90%%, 99%% and 99.9%% are evenly spaced), or auto "
+        "(default): remaining-log when a plotted point reaches 90%% sparsity",
+    )
+    parser.add_argument(
+        "--embed-images",
+        action="store_true",
+        help="embed the PNGs in report.html (one self-contained file) "
+        "instead of linking the files beside it",
     )
     parser.set_defaults(func=report_command)
     return parser
@@ -120,6 +136,8 @@ def report_command(args):
             metric=args.metric,
             paper=args.paper,
             layers_run=args.layers,
+            x=args.x,
+            embed_images=args.embed_images,
         )
     except (ValueError, OSError) as error:
         return _fail(error)
