@@ -111,8 +111,13 @@ class SparsityCallback(keras.callbacks.Callback):
         if self._last_checked is None:
             self._last_checked = self._epoch_start - 1
 
+    def step_of(self, batch):
+        """The training step of batch `batch` of the current epoch (a
+        subclass driven by a hand-written loop may read it elsewhere)."""
+        return self._epoch_start + batch
+
     def on_train_batch_begin(self, batch, logs=None):
-        step = self._epoch_start + batch
+        step = self.step_of(batch)
         updated = self._updater.update(
             step, self._last_checked, before_update=lambda: _sync_training_state(self)
         )
