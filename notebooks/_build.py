@@ -32,28 +32,66 @@ def names():
     return sorted(path.stem for path in SOURCES.glob("*.ipy"))
 
 
+def version():
+    """tf_sparsity's version, as `tf_sparsity/__init__.py` (and so setup.cfg) says."""
+    text = (HERE.parent / "tf_sparsity" / "__init__.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+_INSTALL = """\
+# Installs tf_sparsity {version}, the version this notebook is written for, where
+# it is missing or older (Colab: a minute or two); a local checkout is left as
+# it is. pip may not replace the runtime's TensorFlow (Colab's is built for its
+# GPU), nor bring a tensorflow-text made for another TensorFlow release.
+import importlib.metadata, importlib.util, os, sys, tempfile
+from packaging.version import Version
+
+
+def installed(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+PACKAGES = {packages}   # pip name: module name
+before = {{name: installed(name) for name in PACKAGES}}
+constraints = os.path.join(tempfile.gettempdir(), "tf_sparsity_constraints.txt")
+with open(constraints, "w") as f:
+    if before["tensorflow"]:
+        release = ".".join(before["tensorflow"].split(".")[:2])
+        f.write(f"tensorflow=={{before['tensorflow']}}\\ntensorflow-text=={{release}}.*\\n")
+if before["tf_sparsity"] is None or Version(before["tf_sparsity"]) < Version("{version}"):
+    %pip install -q --upgrade -c {{constraints}} "{spec}"
+{modules}after = {{name: installed(name) for name in PACKAGES}}
+print(", ".join(f"{{name}} {{after[name]}}" for name in PACKAGES))
+assert after["tf_sparsity"] and Version(after["tf_sparsity"]) >= Version("{version}"), "see pip's message above"
+replaced = [name for name in PACKAGES if after[name] != before[name] and PACKAGES[name] in sys.modules]
+if replaced:
+    print(f"pip replaced {{', '.join(replaced)}}, already imported in this session: restart "
+          "it (Colab: Runtime > Restart session) and run the notebook again from the top.")"""
+
+_INSTALL_MODULES = """\
+missing = " ".join(name for name in {names!r} if importlib.util.find_spec(PACKAGES[name]) is None)
+if missing:   # other packages this notebook needs
+    %pip install -q -c {{constraints}} {{missing}}
+"""
+
+
 def install_cell(extras, modules):
-    """Installs tf_sparsity from GitHub where it is missing (Colab), then
-    any of `modules` still missing (by pip name); never replaces an installed
-    tf_sparsity (a local checkout, CI)."""
-    spec = f"tf_sparsity[{extras}] @ {REPO}" if extras else f"tf_sparsity @ {REPO}"
-    lines = [
-        "# In Colab: install tf_sparsity from GitHub (a minute or two). Where it is",
-        "# already installed (a local checkout, CI) nothing is installed.",
-        "import importlib.util",
-        "",
-        'if importlib.util.find_spec("tf_sparsity") is None:',
-        f'    %pip install -q "{spec}"',
-    ]
-    if modules:
-        lines += [
-            "# Packages this notebook also needs, where missing:",
-            f"missing = [name for name in {tuple(modules)!r} if importlib.util.find_spec(name) is None]",
-            "if missing:",
-            '    packages = " ".join(name.replace("_", "-") for name in missing)',
-            "    %pip install -q {packages}",
-        ]
-    return "\n".join(lines)
+    """Installs tf_sparsity at the tag of this version (`vX.Y.Z`) where it
+    is missing or older (Colab), then any of `modules` still missing, with
+    the runtime's TensorFlow held fixed (and tensorflow-text bounded to its
+    release) so that no dependency replaces it; prints the versions and says
+    when the session must be restarted. Where this version is installed (a
+    local checkout, CI) it installs nothing."""
+    want = version()
+    spec = f"tf_sparsity[{extras}] @ {REPO}@v{want}" if extras else f"tf_sparsity @ {REPO}@v{want}"
+    names = tuple(module.replace("_", "-") for module in modules)
+    pairs = [("tf_sparsity", "tf_sparsity"), ("tensorflow", "tensorflow"), ("keras", "keras")]
+    packages = "{" + ", ".join(f'"{n}": "{m}"' for n, m in pairs + list(zip(names, modules))) + "}"
+    more = _INSTALL_MODULES.format(names=names) if modules else ""
+    return _INSTALL.format(version=want, spec=spec, packages=packages, modules=more)
 
 
 def parse(text):

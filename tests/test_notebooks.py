@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -24,9 +25,11 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 
 # Small settings for CI: a few minutes for all notebooks on 2 CPU cores.
 SMALL = {
-    "quickstart": {"TRAIN_IMAGES": 2000, "EPOCHS": 2},
+    # Section 3 without magnitude from scratch: section 2 trains magnitude pruning.
+    "quickstart": {"TRAIN_IMAGES": 2000, "EPOCHS": 2, "FINETUNE_EPOCHS": 1,
+                   "METHODS": ["random", "variational_dropout", "l0"]},
     "your_model": {"TRAIN_IMAGES": 1000, "EPOCHS": 1},
-    "serving": {"TRAIN_IMAGES": 1000, "EPOCHS": 1, "HIDDEN": 1024},
+    "serving": {"TRAIN_IMAGES": 1000, "EPOCHS": 1, "HIDDEN": 512, "TIMING_ROUNDS": 3},
     "learned_masks": {"TRAIN_IMAGES": 1000, "EPOCHS": 2, "SPARSITIES": [0.9]},
     # One tiny ResNet run through the CLI; the Transformer's runs are the same
     # code with another --task (its CLI runs end to end in test_transformer_train).
@@ -73,7 +76,11 @@ def test_notebook_is_stripped_and_well_formed(name):
     assert badge in first, "the title cell has an Open-in-Colab badge for this notebook"
     install = notebook.cells[1]
     assert install.cell_type == "code" and "%pip install" in install.source
-    assert 'find_spec("tf_sparsity")' in install.source
+    version = re.search(r'^__version__ = "([^"]+)"',
+                        (ROOT / "tf_sparsity" / "__init__.py").read_text(), re.M).group(1)
+    assert f"tf_sparsity.git@v{version}" in install.source, "installs the tag of this version"
+    assert f'Version(before["tf_sparsity"]) < Version("{version}")' in install.source, (
+        "replaces an older tf_sparsity")
     parameters = notebook.cells[_parameters_index(notebook)].source
     for key in SMALL[name]:
         assert f"\n{key} =" in f"\n{parameters}", f"{key} is not set in the parameters cell"
