@@ -181,46 +181,22 @@ def _layer_config(config, name):
 
 
 def _copy_sliced(source, target, keeps):
-    """Copies every variable of `source` into `target` (matched by key path
-    and name, as `strip` does), leaving out removed positions."""
-    destinations = {node.key_path: node.layer for node in tree.walk(target)}
-    pairs = [((), source, target)] + [
-        (node.key_path, node.layer, destinations.get(node.key_path))
-        for node in tree.walk(source)
-    ]
+    """Copies every variable of `source` into `target` as `strip` does,
+    leaving out the removed positions (`keeps`: (id(variable), axis) -> the
+    bool array of positions kept)."""
     axes_of = {}
     for (variable_id, axis), keep in keeps.items():
         axes_of.setdefault(variable_id, []).append((axis, keep))
-    filled = set()
-    for key_path, layer, other in pairs:
-        if other is None:
-            raise ValueError(
-                f"Cannot shrink: the rebuilt model has no layer at {list(key_path)} "
-                f"(layer '{layer.name}')."
-            )
-        values = {strip_lib._variable_name(v): v for v in strip_lib._own_variables(layer)}
-        for variable in strip_lib._own_variables(other):
-            if id(variable) in filled:
-                continue
-            name = strip_lib._variable_name(variable)
-            if name not in values:
-                raise ValueError(
-                    f"Cannot shrink: variable '{variable.path}' of the rebuilt "
-                    f"model has no counterpart in layer '{layer.name}'."
-                )
-            old = values[name]
-            value = np.asarray(keras.ops.convert_to_numpy(old))
-            for axis, keep in axes_of.get(id(old), ()):
-                value = np.compress(keep, value, axis=axis)
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Cannot shrink: variable '{old.path}' becomes {value.shape} "
-                    f"after removing units, but the rebuilt model's "
-                    f"'{variable.path}' is {tuple(variable.shape)}; a coupling "
-                    "of this layer is not known to tf_sparsity."
-                )
-            variable.assign(value)
-            filled.add(id(variable))
-    missing = [v.path for v in target.weights if id(v) not in filled]
-    if missing:
-        raise ValueError(f"Cannot shrink: variables not filled: {missing[:5]}.")
+
+    def leave_out_removed(variable, value):
+        for axis, keep in axes_of.get(id(variable), ()):
+            value = np.compress(keep, value, axis=axis)
+        return value
+
+    try:
+        strip_lib.copy_weights(source, target, fold=False, transform=leave_out_removed)
+    except strip_lib.RebuildError as error:
+        raise ValueError(
+            f"Cannot shrink: {error} A shape that differs means a coupling of "
+            "this layer is not known to tf_sparsity."
+        ) from error

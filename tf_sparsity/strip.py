@@ -200,14 +200,29 @@ def _variable_name(variable):
     return variable.path.rsplit("/", 1)[-1]
 
 
-def copy_weights(source, target, fold):
+def copy_weights(source, target, fold, transform=None):
     """Copies every layer's own variables from `source` to `target`.
 
     Layers are matched by key path (see `tree`), variables by name. Where
     `source` has a wrapper, its wrapped layer's variables are copied, with
     the kernels folded to their inference values when `fold` is true.
-    Every variable of `target` must be filled exactly once: a layer or
-    variable left at its fresh initial value raises an error naming it.
+    Every variable of `target` must be filled: a layer or variable left at
+    its fresh initial value raises an error naming it.
+
+    Args:
+        source: the live model.
+        target: a model rebuilt from `source`'s config.
+        fold: whether sparse kernels are copied at their inference values
+            (zeros where pruned) rather than as stored.
+        transform: optional `transform(variable, value)`, called with each
+            variable of `source` and its value (a NumPy array), returning
+            the value to write (`shrink` leaves removed units out); it must
+            have the shape of the variable written.
+
+    Raises:
+        RebuildError: a layer or variable of one model has no counterpart
+            in the other, a value does not fit its destination's shape, or
+            variables of `target` are left unfilled; the message names them.
     """
     destinations = {node.key_path: node.layer for node in tree.walk(target)}
     pairs = [((), source, target)] + [
@@ -221,15 +236,14 @@ def copy_weights(source, target, fold):
                 f"Cannot copy weights of layer '{layer.name}': the rebuilt "
                 f"model has no layer at {list(key_path)}."
             )
+        # name -> (the variable of `source`, the value to copy)
         values = {}
-        if isinstance(layer, SparseWrapper):
-            for variable in _own_variables(layer.layer):
-                values[_variable_name(variable)] = variable
-            for kernel in layer.kernels if fold else ():
-                values[_variable_name(kernel.variable)] = kernel.inference_value()
-        else:
-            for variable in _own_variables(layer):
-                values[_variable_name(variable)] = variable
+        owner = layer.layer if isinstance(layer, SparseWrapper) else layer
+        for variable in _own_variables(owner):
+            values[_variable_name(variable)] = (variable, variable)
+        if isinstance(layer, SparseWrapper) and fold:
+            for kernel in layer.kernels:
+                values[_variable_name(kernel.variable)] = (kernel.variable, kernel.inference_value())
         for variable in _own_variables(other):
             name = _variable_name(variable)
             if name not in values:
@@ -237,9 +251,19 @@ def copy_weights(source, target, fold):
                     f"Cannot copy weights into layer '{other.name}': variable "
                     f"'{name}' has no counterpart in '{layer.name}'."
                 )
+            original, value = values[name]
             # A host copy: sharing the device buffer would let one model's
             # jitted step (which donates its buffers on JAX) delete the other's.
-            variable.assign(ops.convert_to_numpy(values[name]))
+            value = ops.convert_to_numpy(value)
+            if transform is not None:
+                value = transform(original, value)
+            if tuple(value.shape) != tuple(variable.shape):
+                raise RebuildError(
+                    f"Cannot copy weights into layer '{other.name}': variable "
+                    f"'{name}' is {tuple(variable.shape)}, but the value from "
+                    f"'{original.path}' is {tuple(value.shape)}."
+                )
+            variable.assign(value)
             filled.add(id(variable))
     unfilled = [v.path for v in target.weights if id(v) not in filled]
     if unfilled:
