@@ -245,9 +245,14 @@ def test_the_oneshot_command_checks_its_input_before_loading_anything(tmp_path):
         (["--model", str(text), "--text_file", str(text)], "--text_file .*latin1.txt: not UTF-8"),
         (["--model", str(text), "--text_file", str(text), "--structure", "2x"], "structure '2x'"),
     ]
+    # Keras and TensorFlow cannot be imported: the checks come first.
+    without_keras = (
+        "import sys; sys.modules['keras'] = sys.modules['tensorflow'] = None; "
+        "from tf_sparsity_models.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     for flags, message in cases:
         done = subprocess.run(
-            [sys.executable, "-m", "tf_sparsity_models.cli", "oneshot", "wanda", *flags, "--out", str(tmp_path / "o")],
+            [sys.executable, "-c", without_keras, "oneshot", "wanda", *flags, "--out", str(tmp_path / "o")],
             capture_output=True, text=True, timeout=300,
         )
         assert done.returncode == 2, (flags, done.stderr[-2000:])

@@ -4,6 +4,10 @@ A bad value becomes argparse's usual one-line error (exit code 2).
 """
 
 import argparse
+import re
+
+# `tfs.structures.parse`'s spellings, checked without importing Keras.
+_STRUCTURE = re.compile(r"unstructured|units|heads|\d+x\d+|\d+:\d+")
 
 
 def fraction(text):
@@ -28,6 +32,18 @@ def positive_float(text):
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def structure(text):
+    """argparse type: a structure's spelling (`unstructured`, `units`,
+    `heads`, a block `RxC` or `N:M`), checked by its form only; the values
+    are checked when the structure is built."""
+    if not _STRUCTURE.fullmatch(str(text).strip().lower()):
+        raise argparse.ArgumentTypeError(
+            f"bad structure {text!r}: expected unstructured, units, heads, a block "
+            "RxC (e.g. 1x4) or N:M (e.g. 2:4)"
+        )
+    return text
 
 
 def _parse(kind, text, what):

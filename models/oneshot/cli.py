@@ -1,7 +1,10 @@
 """The `tf-sparsity oneshot` subcommand's flags (the work is in `run.py`,
 imported only when the command runs)."""
 
+import pathlib
+
 from tf_sparsity_models.common import arguments
+from tf_sparsity_models.oneshot import text as text_lib
 
 #: The one-shot methods (`tfs.oneshot.REGISTRY`), spelled here so that
 #: building the parser imports no Keras.
@@ -45,7 +48,7 @@ def add_parser(subparsers):
         help="fraction of each pruned layer's weights removed (default: 0.5)",
     )
     parser.add_argument(
-        "--structure", default="unstructured",
+        "--structure", type=arguments.structure, default="unstructured",
         help="unstructured, N:M (e.g. 2:4, 4:8; sets the sparsity to 1 - N/M) or a block RxC (default: unstructured)",
     )
     parser.add_argument(
@@ -76,8 +79,26 @@ def add_parser(subparsers):
 
 def oneshot_command(args):
     """Runs `tf-sparsity oneshot` for parsed `args`; returns the exit code."""
-    # Keras loads here, when the command runs: the parser is built for
-    # every command, and `report` and `sweep` must start without it.
+    text = check_input(args)
+    # Keras loads here, after the input is checked: a mistyped path is
+    # reported at once, and `report` and `sweep` start without it.
     from tf_sparsity_models.oneshot import run
 
-    return run.oneshot_command(args)
+    return run.oneshot_command(args, text)
+
+
+def check_input(args):
+    """Checks the files `args` name, before any model loads.
+
+    Returns:
+        The text of `--text_file` (None with `--dataset`).
+
+    Raises:
+        ValueError: naming the flag and the file at fault.
+    """
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory.")
+    if args.model and not pathlib.Path(args.model).is_file():
+        raise ValueError(f"--model {args.model}: no such file.")
+    return text_lib.read_text_file(args.text_file) if args.text_file else None

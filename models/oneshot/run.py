@@ -18,19 +18,20 @@ from tf_sparsity_models.oneshot import text as text_lib
 CALIBRATION_SHARE = 0.8
 
 
-def oneshot_command(args):
-    """Runs the command for parsed `args`; returns the exit code."""
+def oneshot_command(args, text=None):
+    """Runs the command for parsed `args` (checked by `cli.check_input`);
+    returns the exit code.
+
+    Args:
+        args: the parsed flags.
+        text: the text of `--text_file` (None with `--dataset`).
+    """
     structure = structures.parse(args.structure)
     sparsity = args.sparsity
     if structure.fixed_sparsity is not None:
         sparsity = structure.fixed_sparsity
     out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory.")
-    if args.model and not pathlib.Path(args.model).is_file():
-        raise ValueError(f"--model {args.model}: no such file.")
     if args.text_file:
-        text = text_lib.read_text_file(args.text_file)
         split = int(len(text) * CALIBRATION_SHARE)
         calibration_text, evaluation_text = text[:split], text[split:]
     else:
