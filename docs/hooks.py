@@ -8,8 +8,9 @@ that they work when a page is read on GitHub. At build time:
   mkdocs-jupyter without executing them) and the committed figures
   (`benchmarks/results/**/*.png`) to the site, at their repository paths.
   Nothing is copied into `docs/`: the figures are the files that their
-  commands write (`python benchmarks/tables.py --readme` for the frontier
-  plots, `python benchmarks/learned_masks.py` for the learned-masks plot).
+  commands write (`python benchmarks/tables.py --docs` for the frontier
+  plots, `tf-sparsity report benchmarks/results/learned_masks --out
+  benchmarks/results/learned_masks/report` for the learned-masks plot).
 - `on_page_markdown` rewrites every relative link that leaves `docs/`: to
   the site's copy when the site has one, otherwise to the file on GitHub
   (`repo_url` in mkdocs.yml). A link to a repository path that does not
