@@ -117,6 +117,23 @@ def _bert_inputs(rng):
     }
 
 
+@pytest.fixture(scope="module")
+def encoder_stack_case():
+    """The keras-hub encoder stack with a quarter of its FFN units pruned:
+    `(sparse, shrunk, inputs)`, built once for the tests that read it."""
+    sparse = _prune(_encoder_stack(), tfs.Units(), sparsity=0.25)
+    x = np.random.default_rng(5).normal(size=(3, 6, 16)).astype("float32")
+    return sparse, tfs.shrink(sparse), x
+
+
+@pytest.fixture(scope="module")
+def bert_case():
+    """The tiny `BertBackbone` with half its FFN units pruned: `(sparse,
+    shrunk, inputs)`."""
+    sparse = _prune(_bert(), tfs.Units())
+    return sparse, tfs.shrink(sparse), _bert_inputs(np.random.default_rng(6))
+
+
 def _kernel_shapes(model):
     return {
         layer.name: tuple(int(d) for d in layer.kernel.shape)
@@ -187,14 +204,13 @@ def test_feed_forward_units_of_an_attention_model(rng):
 
 
 @pytest.mark.slow
-def test_keras_hub_encoder_stack_shrinks_its_feed_forward_units(rng):
-    sparse = _prune(_encoder_stack(), tfs.Units(), sparsity=0.25)
-    small = tfs.shrink(sparse)
+def test_keras_hub_encoder_stack_shrinks_its_feed_forward_units(encoder_stack_case):
+    sparse, small, x = encoder_stack_case
     for i in range(2):
         encoder = small.get_layer(f"encoder_{i}")
         assert encoder.intermediate_dim == 24
         assert tuple(encoder._feedforward_intermediate_dense.kernel.shape) == (16, 24)
-    _assert_same_outputs(sparse, small, rng.normal(size=(3, 6, 16)).astype("float32"))
+    _assert_same_outputs(sparse, small, x)
 
 
 def test_keras_hub_encoder_heads_are_refused_naming_the_field():
@@ -206,13 +222,13 @@ def test_keras_hub_encoder_heads_are_refused_naming_the_field():
 
 
 @pytest.mark.slow
-def test_bert_backbone_keeps_its_class_with_a_smaller_intermediate_dim(rng):
-    backbone = _bert()
-    sparse = _prune(backbone, tfs.Units())
-    small = tfs.shrink(sparse)
-    assert type(small) is type(backbone)
+def test_bert_backbone_keeps_its_class_with_a_smaller_intermediate_dim(bert_case):
+    import keras_hub
+
+    sparse, small, inputs = bert_case
+    assert type(small) is keras_hub.models.BertBackbone
     assert small.get_config()["intermediate_dim"] == 16
-    _assert_same_outputs(sparse, small, _bert_inputs(rng))
+    _assert_same_outputs(sparse, small, inputs)
 
 
 def test_bert_backbone_with_uneven_layers_names_the_shared_field(rng):
@@ -349,6 +365,34 @@ def test_taylor_scores_record_the_gradient(rng):
     assert (~mask.any(axis=0)).sum() == 16
 
 
+def test_taylor_scores_before_any_training_step_are_refused_naming_the_groups():
+    sparse = tfs.sparsify(
+        _mlp(), tfs.MagnitudePruning(tfs.ConstantSparsity(0.5, 0), structure=tfs.Units(score="taylor"))
+    )
+    with pytest.raises(ValueError, match=r"step 0.*'hidden1'.*'hidden2'.*step 1 or later"):
+        tfs.update_masks(sparse, 0)
+    # Raised before any mask changed.
+    for kernel in tfs.sparse_kernels(sparse):
+        assert np.asarray(keras.ops.convert_to_numpy(kernel.state.mask)).all()
+
+
+def test_taylor_heads_one_shot_needs_a_training_step_first(rng):
+    x = rng.normal(size=(16, 6, 16)).astype("float32")
+    y = rng.integers(0, 2, 16)
+
+    def fit(step):
+        method = tfs.MagnitudePruning(tfs.OneShot(0.5, step=step), structure=tfs.Heads(score="taylor"))
+        sparse = tfs.sparsify(_attention_model(), method)
+        sparse.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        sparse.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
+        return sparse
+
+    with pytest.raises(ValueError, match=r"heads of 'attention'.*OneShot\(s, step=1\)"):
+        fit(0)
+    sparse = fit(1)
+    assert tfs.shrink(sparse).get_layer("attention").num_heads == 2
+
+
 # --- training, saving, serving ------------------------------------------------------
 
 
@@ -381,38 +425,95 @@ def test_gradual_pruning_in_fit_then_shrink(rng, tmp_path):
     assert _kernel_shapes(tfs.shrink(restored)) == _kernel_shapes(small)
 
 
+def _save_arrays(path, value):
+    """Saves an input (an array or a dict of them) or a list of outputs."""
+    if isinstance(value, dict):
+        np.savez(path, **value)
+    else:
+        np.savez(path, *keras.tree.flatten(value))
+
+
 @pytest.mark.tensorflow
 @pytest.mark.slow
-def test_shrunk_models_load_and_serve_without_tf_sparsity(rng, tmp_path):
+def test_shrunk_models_load_and_serve_without_tf_sparsity(rng, tmp_path, encoder_stack_case, bert_case):
     cases = {
         "mlp": (_prune(_mlp(), tfs.Units()), rng.normal(size=(4, 20)).astype("float32")),
         "resnet": (_prune(_tiny_resnet(), tfs.Units()), rng.normal(size=(2, 8, 8, 3)).astype("float32")),
         "attention": (_prune(_attention_model(), tfs.Heads()), rng.normal(size=(2, 6, 16)).astype("float32")),
+        "encoder_stack": (encoder_stack_case[0], encoder_stack_case[2]),
+        "bert": (bert_case[0], bert_case[2]),
     }
+    shrunk = {"encoder_stack": encoder_stack_case[1], "bert": bert_case[1]}
     expected = {}
     for name, (sparse, x) in cases.items():
-        small = tfs.shrink(sparse)
+        small = shrunk[name] if name in shrunk else tfs.shrink(sparse)
         assert "tf_sparsity" not in json.dumps(small.get_config(), default=str)
         small.save(str(tmp_path / f"{name}.keras"))
         tfs.export_saved_model(small, str(tmp_path / f"{name}_served"))
-        np.save(tmp_path / f"{name}_x.npy", x)
-        expected[name] = _outputs(sparse, x)[0]
+        _save_arrays(tmp_path / f"{name}_x.npz", x)
+        expected[name] = _outputs(sparse, x)
+    # One process for all models, where importing tf_sparsity fails: the
+    # files must load with Keras (and keras-hub for its classes) alone.
     script = (
-        "import sys, numpy as np, keras, tensorflow as tf\n"
-        "d = sys.argv[1]\n"
-        "for name in ('mlp', 'resnet', 'attention'):\n"
-        "    x = np.load(f'{d}/{name}_x.npy')\n"
-        "    a = keras.saving.load_model(f'{d}/{name}.keras')(x, training=False)\n"
+        "import sys\n"
+        "sys.modules['tf_sparsity'] = None\n"
+        "import numpy as np, keras, keras_hub, tensorflow as tf\n"
+        "d, names = sys.argv[1], sys.argv[2:]\n"
+        "for name in names:\n"
+        "    with np.load(f'{d}/{name}_x.npz') as f:\n"
+        "        x = {k: f[k] for k in f.files}\n"
+        "    x = x['arr_0'] if list(x) == ['arr_0'] else x\n"
+        "    loaded = keras.saving.load_model(f'{d}/{name}.keras')\n"
+        "    a = keras.tree.flatten(loaded(x, training=False))\n"
         "    served = tf.saved_model.load(f'{d}/{name}_served')\n"
-        "    b = served.serve(tf.constant(x))\n"
-        "    np.save(f'{d}/{name}_loaded.npy', np.asarray(a)); np.save(f'{d}/{name}_served.npy', np.asarray(b))\n"
-        "assert 'tf_sparsity' not in sys.modules\n"
+        "    b = keras.tree.flatten(served.serve(tf.nest.map_structure(tf.constant, x)))\n"
+        "    np.savez(f'{d}/{name}_loaded.npz', *[np.asarray(t) for t in a])\n"
+        "    np.savez(f'{d}/{name}_served.npz', *[np.asarray(t) for t in b])\n"
     )
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), *cases], check=True, env=env, timeout=300
+    )
     for name, want in expected.items():
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}_loaded.npy"), want, atol=1e-5)
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}_served.npy"), want, atol=1e-5)
+        for kind in ("loaded", "served"):
+            with np.load(tmp_path / f"{name}_{kind}.npz") as got:
+                assert len(got.files) == len(want), (name, kind)
+                for i, value in enumerate(want):
+                    np.testing.assert_allclose(got[f"arr_{i}"], value, atol=1e-5, err_msg=f"{name} {kind}")
+
+
+def _run_tflite(path, x):
+    """Runs a `.tflite` file row by row with LiteRT's interpreter (as
+    tests/test_litert.py does)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for row in x:
+        interpreter.set_tensor(source["index"], row[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"])[0])
+    return np.stack(outputs)
+
+
+@pytest.mark.tensorflow
+@pytest.mark.slow
+def test_shrunk_models_export_to_litert_with_the_same_outputs(rng, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    cases = {
+        "resnet": (_prune(_tiny_resnet(), tfs.Units()), rng.normal(size=(3, 8, 8, 3)).astype("float32")),
+        "attention": (_prune(_attention_model(), tfs.Heads()), rng.normal(size=(3, 6, 16)).astype("float32")),
+    }
+    for name, (sparse, x) in cases.items():
+        small = tfs.shrink(sparse)
+        report = tfs.export_litert(small, tmp_path / f"{name}.tflite", print_fn=None)
+        # Float32 sums in another order: equal to a few ulps.
+        np.testing.assert_allclose(
+            _run_tflite(report.path, x), _outputs(small, x)[0], rtol=1e-5, atol=1e-5, err_msg=name
+        )
+        np.testing.assert_allclose(_outputs(small, x)[0], _outputs(sparse, x)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_random_pruning_takes_units_too(rng):

@@ -143,15 +143,79 @@ class Dependencies:
 def analyze(model, kind="units"):
     """The dependency groups of `model` (see the module docstring).
 
+    The analysis is made once per model and kind and kept on the model:
+    `sparsify`, the first mask update and `sparsity_summary` read the same
+    groups. Wrapping layers (`sparsify`) does not change them; any other
+    change to the layer tree (a layer replaced, added or removed, a graph
+    rebuilt, a layer built or renamed) makes the next call analyze again.
+
     Args:
         model: a Keras model (sparse or not) or layer.
         kind: "units" (neurons, filters, FFN units) or "heads".
 
     Returns:
-        A `Dependencies`.
+        A `Dependencies` (shared by the callers: read it, do not change it).
     """
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}.")
+    cache = vars(model).get(_CACHE_ATTRIBUTE)
+    signature = _Signature(model)
+    if cache is None or cache.signature != signature:
+        # An object, not a dict: the layer walk descends into containers
+        # held in attributes and would find the cached layers there.
+        cache = _Cache(signature)
+        object.__setattr__(model, _CACHE_ATTRIBUTE, cache)
+    if kind not in cache.found:
+        cache.found[kind] = _analyze(model, kind)
+    return cache.found[kind]
+
+
+_CACHE_ATTRIBUTE = "_tf_sparsity_dependencies"
+
+
+class _Signature:
+    """What an analysis depends on: every plain layer under the model (by
+    identity, wrappers seen through), its name, whether it is built, and
+    the graph of each graph model (a `Sequential` rebuilds its graph when
+    layers are added or removed). The layers are held, so their ids cannot
+    be reused while the signature lives."""
+
+    def __init__(self, model):
+        layers = [node.layer for node in tree.walk(model) if not _is_wrapper(node.layer)]
+        # The model itself by its state only (the signature is kept on it).
+        self.root = (model.name, model.built, _graph_of(model))
+        self.entries = sorted(
+            ((id(layer), layer, layer.name, layer.built, _graph_of(layer)) for layer in layers),
+            key=lambda entry: entry[0],
+        )
+
+    def __eq__(self, other):
+        return (
+            _same_graph(self.root, other.root)
+            and len(self.entries) == len(other.entries)
+            and all(
+                a[0] == b[0] and a[2:4] == b[2:4] and _same_graph(a, b)
+                for a, b in zip(self.entries, other.entries)
+            )
+        )
+
+
+def _graph_of(layer):
+    graph = _graph(layer)
+    return "itself" if graph is layer else graph
+
+
+def _same_graph(a, b):
+    return a[-1] is b[-1] or a[-1] == "itself" == b[-1]
+
+
+class _Cache:
+    def __init__(self, signature):
+        self.signature = signature
+        self.found = {}
+
+
+def _analyze(model, kind):
     if kind == "heads":
         return _head_groups(model)
     analysis = _GraphAnalysis()

@@ -396,7 +396,9 @@ class CoupledStructure(Structure):
             under `scope="global"`; "l1": the mean of `s`; "taylor": the
             mean of `s * |dL/dw|`, the first-order Taylor estimate of the
             loss change when the unit is removed (Molchanov et al., 2019),
-            from the gradient of the last training step.
+            from the gradient the method records at every training step (the
+            step before the update). An update before any training step has
+            no gradient and raises: start the schedule at step 1 or later.
     """
 
     supports_global_scope = True
@@ -442,6 +444,11 @@ class Units(CoupledStructure):
     member of a residual `Add` (scored together); see
     `tf_sparsity/dependency.py`. Counts and targets are in units of each
     dependency group. `tfs.shrink(model)` then builds the smaller model.
+
+    Units that flow into a `LayerNormalization` are kept whole: it
+    normalizes over the channels, so removing one would change the mean and
+    variance of the others (in Transformers the residual stream stays; the
+    feed-forward units and heads are what can go).
     """
 
     unit_name = "unit"
@@ -453,7 +460,13 @@ class Heads(CoupledStructure):
     """Prunes whole attention heads of `MultiHeadAttention` layers (and
     keras-hub's, which subclass it): a head's query, key and value
     projections and its rows of the output projection go together.
-    `tfs.shrink(model)` then builds the model with fewer heads."""
+    `tfs.shrink(model)` then builds the model with fewer heads.
+
+    keras-hub's `TransformerEncoder` and `TransformerDecoder` blocks cannot
+    lose heads: they derive each head's size from `hidden_dim // num_heads`,
+    so fewer heads in their config would change every head's size;
+    `sparsify` refuses them naming `num_heads` (their feed-forward units
+    can be pruned with `tfs.Units()`)."""
 
     unit_name = "head"
     coupled_kind = "heads"

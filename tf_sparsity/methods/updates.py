@@ -104,12 +104,17 @@ class UnitMaskUpdate(MaskUpdate):
     """Recomputes the masks of a pruning method whose structure removes
     whole units across layers (`tfs.Units`, `tfs.Heads`).
 
-    The dependency groups are read from the model once (first update);
-    each group's units are scored over every coupled kernel, ranked per
+    The dependency groups are those `sparsify` found (`dependency.analyze`
+    keeps them on the model), turned into plans at the first update; each
+    group's units are scored over every coupled kernel, ranked per
     group (`scope="layer"`) or over all groups (`"global"`), and the choice
     is expanded into every member kernel's mask (a kernel in two groups,
     along its output and its input axis, gets the product). One compiled
     function per method, as for `MaskUpdate`.
+
+    Gradient scores (`score="taylor"`) need a recorded gradient: an update
+    before any training step has run (all recorded gradients still zero)
+    raises before any mask changes, instead of removing units by position.
     """
 
     def __init__(self, method):
@@ -137,12 +142,18 @@ class UnitMaskUpdate(MaskUpdate):
     def update(self, step):
         if not self.plans:
             return
+        needs_gradient = self.method.structure.needs_gradient
         if self._compiled is None:
             method, plans = self.method, self.plans
             seeds = [kernel.seed for kernel in self.kernels]
 
             def compute(kernels, masks, gradients, counts):
-                return compute_unit_masks(method, plans, kernels, masks, gradients, counts, seeds)
+                new_masks = compute_unit_masks(
+                    method, plans, kernels, masks, gradients, counts, seeds
+                )
+                if not needs_gradient:
+                    return new_masks, ops.ones((len(plans),), "bool")
+                return new_masks, gradients_recorded(plans, gradients)
 
             self._compiled = _backend.jit_compile(compute)
         counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
@@ -154,7 +165,34 @@ class UnitMaskUpdate(MaskUpdate):
             else ops.zeros((), "float32")
             for k in self.kernels
         ]
-        self.assign_masks(self._compiled(values, masks, gradients, counts))
+        new_masks, recorded = self._compiled(values, masks, gradients, counts)
+        if needs_gradient:
+            # Read back only on update steps: one small vector, computed in
+            # the same compiled call as the masks.
+            self.check_gradients_recorded(step, ops.convert_to_numpy(recorded))
+        self.assign_masks(new_masks)
+
+    def check_gradients_recorded(self, step, recorded):
+        """Raises, before any mask changes, if a group scored by the
+        gradient has none recorded (its gradient variables are still all
+        zero, as created): every unit would score 0 and the lowest indices
+        would be removed, whatever the weights."""
+        missing = [plan.group.name for plan, ok in zip(self.plans, recorded) if not ok]
+        if not missing:
+            return
+        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(
+            f"{type(self.method).__name__} with {self.method.structure!r} scores "
+            "units by |w x dL/dw| from the gradient recorded at the last "
+            f"training step, but at the update of step {step} no gradient has "
+            f"been recorded for: {shown}. Every unit would score 0 and be "
+            "removed by position. Start the schedule at step 1 or later (e.g. "
+            "`tfs.OneShot(s, step=1)`, `tfs.ConstantSparsity(s, begin_step=1)`, "
+            "`tfs.update_masks(model, step)` after a training step) so that one "
+            "training step records the gradient first, or score by the weights "
+            '(`score="l2"`). Layers that do not train (`trainable=False`) '
+            "never record one."
+        )
 
 
 class GroupPlan:
@@ -205,6 +243,22 @@ def group_plans(model, kernels, method):
         shapes = [kernels[p].shape for p, _, _ in members]
         plans.append(GroupPlan(group, target, members, shapes))
     return plans
+
+
+def gradients_recorded(plans, gradients):
+    """Bool per plan: whether any of its members' recorded gradients is
+    non-zero. The recording variables start at zero and a training step
+    overwrites them, so all zeros means no step has run (pure; compiled)."""
+    nonzero = [
+        ops.any(ops.not_equal(gradient, ops.zeros((), gradient.dtype))) for gradient in gradients
+    ]
+    flags = []
+    for plan in plans:
+        found = ops.zeros((), "bool")
+        for position, _, _ in plan.members:
+            found = ops.logical_or(found, nonzero[position])
+        flags.append(found)
+    return ops.stack(flags)
 
 
 def _per_position(x, axis):
