@@ -699,6 +699,180 @@ def test_unbuilt_prunable_layer_needs_an_input_shape_or_a_registration():
     assert [kernel.shape for kernel in tfs.sparse_kernels(model)] == [(5, 3)]
 
 
+# ------------------------------------- the migration guide's "Differences"
+
+
+def fit_and_record(pruned, x, y, callback, optimizer=None, batch_size=4):
+    """Compiles `pruned` (mse, SGD by default), fits one epoch with
+    `callback`, and returns the number of zeros of each mask after every
+    step."""
+    pruned.compile(optimizer=optimizer or keras.optimizers.SGD(0.1), loss="mse")
+    record = RecordMasks()
+    pruned.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+               callbacks=[callback, record])
+    return [[int((mask == 0).sum()) for mask in masks] for masks in record.masks]
+
+
+def expected_zeros(schedule, sizes, steps, first_step=0, current=None):
+    """tfmot's zeros per kernel after each training step: training step `i`
+    runs at pruning step `i + 1`."""
+    expected, current = [], list(current or [0] * len(sizes))
+    for step in range(first_step, first_step + steps):
+        should_prune, sparsity = schedule(step + 1)
+        if should_prune:
+            current = [tfmot_pruned_count(size, sparsity) for size in sizes]
+        expected.append(list(current))
+    return expected
+
+
+@pytest.mark.core
+@pytest.mark.parametrize(
+    "make_layers, input_shape, output_shape, pruned, left_dense",
+    [
+        # Both kernels of SeparableConv2D (tfmot: the pointwise one only);
+        # DepthwiseConv2D and normalization left dense, as tfmot does.
+        (lambda: [keras.layers.SeparableConv2D(4, 3, name="separable"),
+                  keras.layers.DepthwiseConv2D(3, name="depthwise"),
+                  keras.layers.BatchNormalization(name="norm"),
+                  keras.layers.Flatten(), keras.layers.Dense(2, name="head")],
+         (8, 8, 3), (2,),
+         ["separable/depthwise_kernel", "separable/pointwise_kernel", "head/kernel"],
+         {"depthwise": "kernel", "norm": "gamma"}),
+        # Conv1DTranspose and EinsumDense (tfmot refuses both), SeparableConv1D;
+        # DepthwiseConv1D (tfmot refuses it) left dense.
+        (lambda: [keras.layers.Conv1DTranspose(4, 3, name="transpose"),
+                  keras.layers.DepthwiseConv1D(3, name="depthwise1d"),
+                  keras.layers.SeparableConv1D(2, 3, name="separable1d"),
+                  keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 5), name="einsum")],
+         (6, 3), (4, 5),
+         ["transpose/kernel", "separable1d/depthwise_kernel", "separable1d/pointwise_kernel",
+          "einsum/kernel"],
+         {"depthwise1d": "kernel"}),
+        # Embedding, as tfmot.
+        (lambda: [keras.layers.Embedding(20, 4, name="embedding"), keras.layers.Flatten(),
+                  keras.layers.Dense(1, name="head")],
+         (5,), (1,), ["embedding/embeddings", "head/kernel"], {}),
+    ],
+    ids=["separable_and_depthwise", "transpose_einsum_separable1d", "embedding"],
+)
+def test_layers_pruned_beyond_tfmot_and_left_dense_as_tfmot(
+    make_layers, input_shape, output_shape, pruned, left_dense
+):
+    layers = make_layers()
+    embedding = isinstance(layers[0], keras.layers.Embedding)
+    model = keras.Sequential([keras.Input(input_shape, dtype="int32" if embedding else "float32")]
+                             + layers)
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    pruned_model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    kernels = tfs.sparse_kernels(pruned_model)
+    assert [kernel.path for kernel in kernels] == pruned
+    for name in left_dense:
+        assert not isinstance(pruned_model.get_layer(name), tfs.SparseWrapper), name
+    rng = np.random.default_rng(0)
+    if embedding:
+        x = rng.integers(0, 20, size=(8,) + input_shape).astype("int32")
+    else:
+        x = rng.normal(size=(8,) + input_shape).astype("float32")
+    y = rng.normal(size=(8,) + output_shape).astype("float32")
+    zeros = fit_and_record(pruned_model, x, y, tfmot.sparsity.keras.UpdatePruningStep())
+    assert zeros[-1] == [tfmot_pruned_count(int(np.prod(kernel.shape)), 0.5) for kernel in kernels]
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned_model)
+    for path in pruned:
+        name, attribute = path.split("/")
+        weight = ops.convert_to_numpy(getattr(stripped.get_layer(name), attribute))
+        assert (weight == 0).sum() == tfmot_pruned_count(weight.size, 0.5), path
+    for name, attribute in left_dense.items():
+        weight = ops.convert_to_numpy(getattr(stripped.get_layer(name), attribute))
+        assert (weight != 0).all(), name
+
+
+@pytest.mark.core
+@pytest.mark.filterwarnings("ignore:SparsityCallback. this fit's last step")
+def test_schedule_starts_again_after_a_recompile():
+    # tfmot's pruning_step variable would go on counting; here the step is
+    # optimizer.iterations, which a new optimizer starts at 0.
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=8, frequency=2)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6)).astype("float32"), rng.normal(size=(32, 3)).astype("float32")
+    callback = tfmot.sparsity.keras.UpdatePruningStep
+    first = fit_and_record(pruned, x, y, callback())
+    assert first == expected_zeros(schedule, [18], 8)
+    assert first[-1] == [tfmot_pruned_count(18, 0.8)]
+    second = fit_and_record(pruned, x[:16], y[:16], callback(), optimizer=keras.optimizers.SGD(0.1))
+    assert int(pruned.optimizer.iterations) == 4
+    # Steps 0-3 again: no update at step 0 (pruning step 1), then the
+    # schedule's values at pruning steps 2 and 4, below the 80% reached.
+    assert second == expected_zeros(schedule, [18], 4, current=first[-1])
+    assert second[1][0] < first[-1][0]
+
+
+@pytest.mark.core
+def test_a_layer_called_twice_per_step_counts_one_step():
+    # tfmot's wrapper counts a pruning step per call, so a layer called twice
+    # runs its schedule twice as fast; here the step is the training step.
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=8, frequency=2)
+    inputs = keras.Input((4,))
+    shared = keras.layers.Dense(4, name="shared")
+    model = keras.Model(inputs, shared(shared(inputs)))
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    assert wrapped_names(pruned) == ["shared"]
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 4)).astype("float32")
+    zeros = fit_and_record(pruned, x, y, tfmot.sparsity.keras.UpdatePruningStep())
+    assert zeros == expected_zeros(schedule, [16], 8)
+
+
+@pytest.mark.core
+def test_sparsity_callback_drives_compat_models():
+    # The regrowth case of `test_pruned_weights_grow_back_as_in_tfmot`: the
+    # masks depend on the pruned weights being zeroed before each update.
+    def regrowth_masks(callback):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, use_bias=False)])
+        model.set_weights([np.array([[0.1], [0.2], [1.0], [2.0]], "float32")])
+        schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=1, frequency=2)
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        x = np.tile(np.array([[1.0, 0.0, 0.0, 0.0]], "float32"), (4, 1))
+        pruned.compile(optimizer=keras.optimizers.SGD(0.2), loss="mse")
+        record = RecordMasks()
+        pruned.fit(x, np.full((4, 1), 10.0, "float32"), batch_size=1, epochs=1, shuffle=False,
+                   verbose=0, callbacks=[callback, record])
+        return [masks[0][:, 0].tolist() for masks in record.masks]
+
+    expected = [[0, 0, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1]]
+    assert regrowth_masks(tfmot.sparsity.keras.UpdatePruningStep()) == expected
+    assert regrowth_masks(tfs.SparsityCallback()) == expected
+
+    # Gradual pruning: the same masks at every step with either callback.
+    # Only UpdatePruningStep zeroes the pruned weights at the epoch's end
+    # (between updates they train on, as the guide says).
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.2, 0.8, begin_step=0, end_step=4, frequency=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 6)).astype("float32"), rng.normal(size=(24, 3)).astype("float32")
+    pruned_values = {}
+    for callback in (tfmot.sparsity.keras.UpdatePruningStep(), tfs.SparsityCallback()):
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, use_bias=False)])
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        assert fit_and_record(pruned, x, y, callback) == expected_zeros(schedule, [18], 6)
+        mask = masks_of(pruned)[0]
+        kernel = ops.convert_to_numpy(pruned.layers[0].layer.kernel)
+        pruned_values[type(callback).__name__] = np.abs(kernel[mask == 0]).max()
+    assert pruned_values["UpdatePruningStep"] == 0
+    assert pruned_values["SparsityCallback"] > 0
+
+
+@pytest.mark.core
+def test_training_without_a_callback_is_an_error_naming_sparsity_callback():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model)
+    pruned.compile("sgd", "mse")
+    x = np.ones((8, 6), "float32")
+    with pytest.raises(RuntimeError, match=r"nothing drives its TfmotMagnitudePruning schedule"
+                                           r"(.|\n)*callbacks=\[tfs\.SparsityCallback\(\)\]"):
+        pruned.fit(x, x[:, :3], batch_size=4, epochs=1, verbose=0)
+
+
 # -------------------------------------------------------- TensorFlow only
 
 
