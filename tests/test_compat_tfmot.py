@@ -787,6 +787,26 @@ def test_layers_pruned_beyond_tfmot_and_left_dense_as_tfmot(
 
 
 @pytest.mark.core
+@pytest.mark.parametrize("pooling", ["AVG", "MAX"])
+def test_a_partial_block_is_scored_over_its_own_weights(pooling):
+    # 5 inputs in blocks of 2: blocks 0-1, 2-3 and the partial block 4.
+    # Scored over its own weight (0.55), the partial block outranks block
+    # 0-1 (0.5); padded with a zero, its mean would be the smallest.
+    kernel = np.array([[0.5], [0.5], [0.6], [0.6], [0.55]], "float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, use_bias=False)])
+    model.set_weights([kernel])
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        model,
+        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.34, begin_step=1),
+        block_size=(2, 1),
+        block_pooling_type=pooling,
+    )
+    masks = train_and_record(pruned, np.ones((2, 5), "float32"), np.zeros((2, 1), "float32"), 2,
+                             optimizer=keras.optimizers.SGD(0.0))
+    np.testing.assert_array_equal(masks[-1][0][:, 0], [0, 0, 1, 1, 1])
+
+
+@pytest.mark.core
 @pytest.mark.filterwarnings("ignore:SparsityCallback. this fit's last step")
 def test_schedule_starts_again_after_a_recompile():
     # tfmot's pruning_step variable would go on counting; here the step is
