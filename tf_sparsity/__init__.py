@@ -12,7 +12,7 @@ tfs.export_saved_model(sparse, "export/1")
 ```
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The whole API, always: importing it registers the layers with
 # `keras.saving`, so saved sparse models load after `import tf_sparsity`.
