@@ -248,6 +248,21 @@ def test_bert_backbone_with_uneven_layers_names_the_shared_field(rng):
         tfs.shrink(sparse)
 
 
+def test_dependency_groups_are_analyzed_once_per_model_until_its_layers_change():
+    model = _mlp()
+    found = dependency.analyze(model)
+    sparse = _prune(model, tfs.Units())  # sparsify and the first update read it
+    assert dependency.analyze(sparse) is found
+    assert tfs.sparse_kernels(sparse)[0].layer is found.groups[0].producers[0]
+    # Another layer tree: analyzed again.
+    other = _mlp()
+    before = dependency.analyze(other)
+    other.pop()
+    other.add(keras.layers.Dense(3, name="head"))
+    after = dependency.analyze(other)
+    assert after is not before and after.groups[-1].couplings[-1].layer.name == "head"
+
+
 # --- what is refused ------------------------------------------------------------
 
 
