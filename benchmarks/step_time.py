@@ -38,7 +38,9 @@ def make(model_name, method, sparsity, frequency, jit_compile, batch_size, total
         else:
             settings = dict(num_examples=batch_size * steps)
         model = tfs.sparsify(model, tfs.make_method(method, sparsity, total_steps, **settings))
-        callbacks.insert(0, tfs.SparsityCallback())
+        # After the timer: its batch-begin hook (the per-step check for a
+        # due update) is inside the timed step.
+        callbacks.append(tfs.SparsityCallback())
     model.compile(
         keras.optimizers.SGD(0.01, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -143,7 +145,7 @@ def measure(args):
             shift = round_index % len(names)
             for method in names[shift:] + names[:shift]:
                 model, callbacks, x, y = runs[method]
-                timer = callbacks[-1]
+                timer = callbacks[0]
                 before = len(timer.times)
                 model.fit(
                     x, y, batch_size=args.batch_size, epochs=1, steps_per_epoch=args.steps,
@@ -154,7 +156,7 @@ def measure(args):
                 else:
                     round_medians[method].append(common.median(timer.times[before:]))
         rows = _rows(
-            model_name, {m: (model, cbs[-1].times) for m, (model, cbs, _, _) in runs.items()}, args
+            model_name, {m: (model, cbs[0].times) for m, (model, cbs, _, _) in runs.items()}, args
         )
         for row in rows:
             # Each round's median over dense's in the same round, then the
