@@ -883,13 +883,14 @@ def test_sparsity_callback_drives_compat_models():
 
 
 @pytest.mark.core
-def test_training_without_a_callback_is_an_error_naming_sparsity_callback():
+def test_training_without_a_callback_is_an_error_naming_update_pruning_step():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model)
     pruned.compile("sgd", "mse")
     x = np.ones((8, 6), "float32")
     with pytest.raises(RuntimeError, match=r"nothing drives its TfmotMagnitudePruning schedule"
-                                           r"(.|\n)*callbacks=\[tfs\.SparsityCallback\(\)\]"):
+                                           r"(.|\n)*callbacks=\[tfmot\.sparsity\.keras\."
+                                           r"UpdatePruningStep\(\)\]"):
         pruned.fit(x, x[:, :3], batch_size=4, epochs=1, verbose=0)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tf_sparsity as tfs
+from tests.litert_runner import run_tflite
 
 pytestmark = [
     pytest.mark.tensorflow,
@@ -33,20 +34,6 @@ def pruned_mlp(structure, rng, target=0.9):
                 weight.assign(rng.normal(size=weight.shape, scale=0.3).astype("float32"))
     tfs.update_masks(sparse, 1)
     return sparse
-
-
-def run_tflite(path, x):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-    outputs = []
-    for row in x:
-        interpreter.set_tensor(source["index"], row[None])
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(target["index"])[0])
-    return np.stack(outputs)
 
 
 def sparse_tensors(path):

@@ -14,6 +14,7 @@ import pytest
 
 import tf_sparsity as tfs
 from tf_sparsity import dependency
+from tests.litert_runner import run_tflite
 
 pytestmark = pytest.mark.core
 
@@ -497,22 +498,6 @@ def test_shrunk_models_load_and_serve_without_tf_sparsity(rng, tmp_path, encoder
                     np.testing.assert_allclose(got[f"arr_{i}"], value, atol=1e-5, err_msg=f"{name} {kind}")
 
 
-def _run_tflite(path, x):
-    """Runs a `.tflite` file row by row with LiteRT's interpreter (as
-    tests/test_litert.py does)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-    outputs = []
-    for row in x:
-        interpreter.set_tensor(source["index"], row[None])
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(target["index"])[0])
-    return np.stack(outputs)
-
-
 @pytest.mark.tensorflow
 @pytest.mark.slow
 def test_shrunk_models_export_to_litert_with_the_same_outputs(rng, tmp_path):
@@ -526,7 +511,7 @@ def test_shrunk_models_export_to_litert_with_the_same_outputs(rng, tmp_path):
         report = tfs.export_litert(small, tmp_path / f"{name}.tflite", print_fn=None)
         # Float32 sums in another order: equal to a few ulps.
         np.testing.assert_allclose(
-            _run_tflite(report.path, x), _outputs(small, x)[0], rtol=1e-5, atol=1e-5, err_msg=name
+            run_tflite(report.path, x), _outputs(small, x)[0], rtol=1e-5, atol=1e-5, err_msg=name
         )
         np.testing.assert_allclose(_outputs(small, x)[0], _outputs(sparse, x)[0], rtol=1e-5, atol=1e-5)
 

@@ -284,6 +284,13 @@ class TfmotMagnitudePruning(MagnitudePruning):
 
     name = "tfmot_prune_low_magnitude"
 
+    missing_driver_advice = (
+        "Pass `callbacks=[tfmot.sparsity.keras.UpdatePruningStep()]` to "
+        "`model.fit`, as with tfmot (`tfs.SparsityCallback()` works too); in "
+        "a custom training loop, call `tfs.update_masks(model, step)` before "
+        "each step."
+    )
+
     def __init__(self, schedule, structure=None):
         super().__init__(schedule, scope="layer", regrowth=True, structure=structure)
 

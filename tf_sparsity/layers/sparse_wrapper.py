@@ -143,10 +143,7 @@ class SparseWrapper(keras.layers.Wrapper):
                 f"Sparse layer '{self.name}' is being trained, but nothing "
                 f"drives its {type(self.method).__name__} schedule (mask "
                 f"updates or regularizer ramp), so it would not become "
-                f"sparse as asked. Pass "
-                f"`callbacks=[tfs.SparsityCallback()]` to `model.fit`, or call "
-                f"`tfs.update_masks(model, step)` before each step of a custom "
-                f"training loop."
+                f"sparse as asked. {self.method.missing_driver_advice}"
             )
         if self._input_observer is not None:
             self._input_observer(inputs)

@@ -55,6 +55,14 @@ class SparsityMethod(ConfigObject):
     #: Whether sparsity is learned and can change on every step.
     learned_sparsity = False
 
+    #: What the error for a layer trained with nothing driving its schedule
+    #: tells the user to add (an API that wraps this method names its own).
+    missing_driver_advice = (
+        "Pass `callbacks=[tfs.SparsityCallback()]` to `model.fit`, or call "
+        "`tfs.update_masks(model, step)` before each step of a custom "
+        "training loop."
+    )
+
     @property
     def step_schedule(self):
         """The `StepSchedule` of the updates the training loop must run."""
