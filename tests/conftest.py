@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # by the xdist workers and the subprocesses tests start (they inherit the
 # environment): tests build the same small models again and again, and an
 # identical XLA program is then compiled once instead of in every test
-# (about half of the JAX run's time). Set before Keras imports JAX; a cache
+# (about a third off the JAX run's time). Set before Keras imports JAX; a cache
 # directory given by the caller is used as it is.
 _OWN_JAX_CACHE = None
 if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -291,26 +291,34 @@ def test_pruned_weights_grow_back_as_in_tfmot():
     assert kernel[1] == 0 and kernel[2] == 0 and kernel[0] > 4.0 and kernel[3] == 2.0
 
 
+def block_pruned_mask(kernel, sparsity, pooling):
+    """The mask tfmot's block pruning (blocks of 2 inputs x 1 output,
+    `pooling`) gives a bias-free Dense holding `kernel`, after its update at
+    step 1 (weights left unchanged by training)."""
+    inputs, outputs = kernel.shape
+    model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(outputs, use_bias=False)])
+    model.set_weights([kernel])
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        model,
+        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=1),
+        block_size=(2, 1),
+        block_pooling_type=pooling,
+    )
+    masks = train_and_record(pruned, np.ones((2, inputs), "float32"),
+                             np.zeros((2, outputs), "float32"), 2,
+                             optimizer=keras.optimizers.SGD(0.0))
+    return masks[-1][0]
+
+
 @pytest.mark.core
 @pytest.mark.parametrize("pooling, pruned_block", [("AVG", 0), ("MAX", 1)])
 def test_block_pooling_chooses_blocks_as_tfmot(pooling, pruned_block):
     # Kernel (4 inputs, 2 outputs) in blocks of 2 inputs x 1 output: mean and
     # maximum magnitude rank the blocks differently.
     kernel = np.array([[0.9, 0.6], [0.0, 0.6], [0.5, 1.0], [0.5, 1.0]], "float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
-    model.set_weights([kernel])
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model,
-        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.25, begin_step=1),
-        block_size=(2, 1),
-        block_pooling_type=pooling,
-    )
-    x = np.ones((2, 4), "float32")
-    masks = train_and_record(pruned, x, np.zeros((2, 2), "float32"), 2,
-                             optimizer=keras.optimizers.SGD(0.0))
     expected = np.ones((4, 2), "float32")
     expected[2 * pruned_block : 2 * pruned_block + 2, 0] = 0  # Block 0: inputs 0-1; 1: 2-3.
-    np.testing.assert_array_equal(masks[-1][0], expected)
+    np.testing.assert_array_equal(block_pruned_mask(kernel, 0.25, pooling), expected)
 
 
 @pytest.mark.core
@@ -793,17 +801,7 @@ def test_a_partial_block_is_scored_over_its_own_weights(pooling):
     # Scored over its own weight (0.55), the partial block outranks block
     # 0-1 (0.5); padded with a zero, its mean would be the smallest.
     kernel = np.array([[0.5], [0.5], [0.6], [0.6], [0.55]], "float32")
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, use_bias=False)])
-    model.set_weights([kernel])
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model,
-        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.34, begin_step=1),
-        block_size=(2, 1),
-        block_pooling_type=pooling,
-    )
-    masks = train_and_record(pruned, np.ones((2, 5), "float32"), np.zeros((2, 1), "float32"), 2,
-                             optimizer=keras.optimizers.SGD(0.0))
-    np.testing.assert_array_equal(masks[-1][0][:, 0], [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(block_pruned_mask(kernel, 0.34, pooling)[:, 0], [0, 0, 1, 1, 1])
 
 
 @pytest.mark.core
