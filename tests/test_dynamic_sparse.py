@@ -333,7 +333,8 @@ def test_rigl_under_jax_data_parallel_matches_one_device():
 
     pytest.importorskip("jax")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags.strip())
     result = subprocess.run(
         [sys.executable, "-c", JAX_DATA_PARALLEL], cwd=root, env=env, capture_output=True, text=True, timeout=600
     )

@@ -31,7 +31,12 @@ def jit_compile(fn, static_shapes=False):
     name = backend_name()
     if name == "tensorflow":
         tf = require_tensorflow("XLA compilation of mask updates")
-        return tf.function(fn, jit_compile=True, reduce_retracing=not static_shapes)
+        # No AutoGraph: the function is pure `keras.ops` code that also runs
+        # under `jax.jit`, so it has no tensor-dependent Python control flow
+        # to convert, and converting its call tree is a large part of tracing.
+        return tf.function(
+            fn, jit_compile=True, reduce_retracing=not static_shapes, autograph=False
+        )
     if name == "jax":
         import jax
 
