@@ -18,7 +18,9 @@ def jit_compile(fn, static_shapes=False):
 
     Args:
         fn: a function whose arguments and results are (nested lists of)
-            tensors. It must not read or assign Keras variables.
+            tensors. It must not read or assign Keras variables, nor branch
+            or loop in Python on tensor values (no AutoGraph: use
+            `ops.cond` and `ops.fori_loop`, as `jax.jit` requires too).
         static_shapes: keep every traced shape static (one compilation per
             input shape), for functions whose Python code reads shapes.
             Otherwise TensorFlow may trace a shape-generic version after
