@@ -170,3 +170,83 @@ def test_magnitude_masks_are_permanent_but_regrowth_lets_weights_return(rng):
         assert (previous == 0).sum() == mask_ops.num_to_prune(0.8, previous.size)
     assert results[False] == 0
     assert results[True] > 0
+
+
+def _fit_with_callback(rng, model, build_first):
+    x, y = data(rng, n=64)
+    sparse = tfs.sparsify(model, tfs.MagnitudePruning(
+        tfs.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=2, frequency=1)))
+    compile_model(sparse, jit_compile=False)
+    callback = tfs.SparsityCallback()
+    if not build_first:  # Keras builds the optimizer itself, while tracing.
+        callback_begin = callback.on_train_begin
+
+        def on_train_begin(logs=None):
+            from tf_sparsity import optimizer_state
+
+            original = optimizer_state.build_before_training
+            optimizer_state.build_before_training = lambda model: False
+            try:
+                callback_begin(logs)
+            finally:
+                optimizer_state.build_before_training = original
+
+        callback.on_train_begin = on_train_begin
+    sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    return sparse
+
+
+def test_callback_builds_the_optimizer_as_keras_would(rng):
+    """The optimizer built by the callback before the first step holds the
+    same slots, in the same order, and trains to the same weights as the
+    one Keras builds itself."""
+    keras.utils.set_random_seed(0)
+    early = _fit_with_callback(np.random.default_rng(0), models.sequential(), build_first=True)
+    keras.utils.clear_session()  # The same layer and optimizer names.
+    keras.utils.set_random_seed(0)
+    lazy = _fit_with_callback(np.random.default_rng(0), models.sequential(), build_first=False)
+    early_slots, lazy_slots = early.optimizer.variables, lazy.optimizer.variables
+    assert [v.path for v in early_slots] == [v.path for v in lazy_slots]
+    for a, b in zip(early_slots + early.weights, lazy_slots + lazy.weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path)
+
+
+@pytest.mark.tensorflow
+def test_callback_builds_the_optimizer_before_the_training_step_is_traced(rng):
+    """On TensorFlow, Keras without a distribution strategy builds the
+    optimizer inside the first traced step, which makes TensorFlow trace it
+    twice; the callback builds it first, so no variable is created while
+    tracing."""
+    import tensorflow as tf
+
+    created_while_tracing = []
+
+    def creator(next_creator, **kwargs):
+        if not tf.executing_eagerly():
+            created_while_tracing.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        _fit_with_callback(rng, models.sequential(), build_first=True)
+    assert created_while_tracing == []
+    with tf.variable_creator_scope(creator):
+        _fit_with_callback(rng, models.sequential(), build_first=False)
+    assert created_while_tracing  # What the callback avoids.
+
+
+@pytest.mark.tensorflow
+def test_callback_leaves_a_custom_train_step_optimizer_alone(rng):
+    """A custom `train_step` may update a subset of the weights: the
+    callback then leaves building the optimizer to it (on TensorFlow; the
+    other trainers build it before any step)."""
+    built_at_first_step = []
+
+    class OwnStep(keras.Model):
+        def train_step(self, data):
+            built_at_first_step.append(self.optimizer.built)
+            return super().train_step(data)
+
+    inputs = keras.Input((8,))
+    outputs = keras.layers.Dense(4, name="logits")(keras.layers.Dense(16, name="hidden")(inputs))
+    _fit_with_callback(rng, OwnStep(inputs, outputs), build_first=True)
+    assert built_at_first_step[0] is False

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from tf_sparsity import _backend
+from tf_sparsity import optimizer_state
 from tf_sparsity import summary as summary_lib
 from tf_sparsity import updater as updater_lib
 
@@ -38,6 +39,10 @@ class SparsityCallback(keras.callbacks.Callback):
     callback has no batch-end hook, so `fit` keeps dispatching callbacks
     asynchronously.
 
+    At the start of `fit` the optimizer is built, if Keras has not built it
+    yet (see `optimizer_state.build_before_training`): on TensorFlow the
+    first training step is then traced once instead of twice.
+
     At the start of `fit`, when Keras knows the number of steps (epochs x
     steps per epoch), a schedule that would end after the last of them
     gets a warning saying what the run reaches instead (e.g. 7% of a 50%
@@ -68,6 +73,7 @@ class SparsityCallback(keras.callbacks.Callback):
         self._logged = {}
 
     def on_train_begin(self, logs=None):
+        optimizer_state.build_before_training(self.model)
         self._updater = updater_lib.get_updater(self.model, caller="SparsityCallback")
         self._updater.attach(refresh=True)
         self._warn_if_schedule_outlasts_fit()

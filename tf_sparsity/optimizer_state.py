@@ -22,6 +22,36 @@ def training_optimizer(model):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
+def build_before_training(model):
+    """Builds the model's optimizer now, on the model's trainable weights,
+    when Keras would otherwise build it while tracing the first training
+    step.
+
+    On TensorFlow without a distribution strategy, Keras builds the
+    optimizer inside the first traced training step, and a `tf.function`
+    that creates variables is traced twice (once to create them, once to
+    run): building first halves the first step's tracing. Keras builds the
+    same way under a distribution strategy and on the other backends: the
+    same variables in the same order, so slots and checkpoints are
+    unchanged. Done only for Keras's own `train_step` (which updates all
+    of `model.trainable_weights`; a custom one may update a subset) and a
+    model whose layers are all built (otherwise its variables are not
+    known yet).
+
+    Returns:
+        Whether the optimizer was built by this call.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or optimizer.built or not model.built:
+        return False
+    if type(model).train_step is not keras.Model.train_step:
+        return False
+    if not all(layer.built for layer in model._flatten_layers()):
+        return False
+    optimizer.build(model.trainable_weights)
+    return True
+
+
 def keeps_zeros(optimizer):
     """Whether `optimizer` leaves a weight at exactly zero while its
     gradient and slots are zero (see `_ZERO_PRESERVING`); False for None

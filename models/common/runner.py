@@ -37,6 +37,7 @@ import tensorflow as tf
 from keras import ops
 
 import tf_sparsity as tfs
+from tf_sparsity import optimizer_state
 from tf_sparsity import structures
 from tf_sparsity import updater as updater_lib
 from tf_sparsity_models.reporting import rows as rows_lib
@@ -435,6 +436,11 @@ def _train(task, strategy, config, model_dir, state, extra_callbacks, verbose, p
             validation_steps=eval_steps,
             validation_freq=config.validation_freq,
         )
+    with strategy.scope():
+        # Dense runs too (SparsityCallback does this for sparse ones): built
+        # before `fit`, the optimizer is not created inside the first traced
+        # step, which TensorFlow would then trace twice.
+        optimizer_state.build_before_training(model)
     start = time.time()
     with warnings.catch_warnings():
         # SparsityCallback's own account of the same (warned above, with
