@@ -6,13 +6,12 @@ imports itself through a cycle."""
 import ast
 import json
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 import tf_sparsity as tfs
 from tf_sparsity_models.common import methods as methods_lib
+from tests import forked
 
 pytestmark = pytest.mark.core
 
@@ -152,35 +151,39 @@ _PUBLIC_NAMES = (
 )
 
 
-@pytest.mark.parametrize(
-    "argv, orig_argv",
-    [
-        (["tf-sparsity", "report", "runs"], ["tf-sparsity", "report", "runs"]),
-        (["tf-sparsity", "sweep", "spec.json"], ["tf-sparsity", "sweep", "spec.json"]),
-        (["-m", "report"], ["python", "-m", "tf_sparsity_models.cli", "report", "runs"]),
-        (["my_script.py", "report"], ["python", "my_script.py", "report"]),
-    ],
-)
+_STARTS = [
+    (["tf-sparsity", "report", "runs"], ["tf-sparsity", "report", "runs"]),
+    (["tf-sparsity", "sweep", "spec.json"], ["tf-sparsity", "sweep", "spec.json"]),
+    (["-m", "report"], ["python", "-m", "tf_sparsity_models.cli", "report", "runs"]),
+    (["my_script.py", "report"], ["python", "my_script.py", "report"]),
+]
+_PLAIN_START = (["python"], ["python"])
+
+
+@pytest.mark.parametrize("argv, orig_argv", _STARTS)
 def test_import_gives_the_same_public_names(argv, orig_argv):
-    names = _public_names_in_subprocess(argv, orig_argv)
-    assert names == _public_names_in_subprocess(["python"], ["python"])
-    assert {"sparsify", "METHODS", "SparseWrapper", "strip", "SparsityCallback"} <= set(names)
+    names = _public_names_in_fresh_imports()
+    plain = names[" ".join(_PLAIN_START[1])]
+    assert names[" ".join(orig_argv)] == plain
+    assert {"sparsify", "METHODS", "SparseWrapper", "strip", "SparsityCallback"} <= set(plain)
 
 
 _CACHE = {}
 
 
-def _public_names_in_subprocess(argv, orig_argv):
-    key = (tuple(argv), tuple(orig_argv))
-    if key not in _CACHE:
-        script = _PUBLIC_NAMES.format(argv=argv, orig_argv=orig_argv)
-        result = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, cwd=str(ROOT),
-            timeout=300,
+def _public_names_in_fresh_imports():
+    """`{orig_argv joined: public names}` of `tf_sparsity` imported first
+    after each start (one forked child each, see `tests/forked.py`)."""
+    if not _CACHE:
+        starts = [_PLAIN_START] + _STARTS
+        results = forked.run_forked(
+            [_PUBLIC_NAMES.format(argv=argv, orig_argv=orig_argv) for argv, orig_argv in starts],
+            cwd=str(ROOT),
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        _CACHE[key] = json.loads(result.stdout.strip().splitlines()[-1])
-    return _CACHE[key]
+        for (_, orig_argv), result in zip(starts, results):
+            assert result["code"] == 0, result["output"][-3000:]
+            _CACHE[" ".join(orig_argv)] = json.loads(result["output"].strip().splitlines()[-1])
+    return _CACHE
 
 
 def test_method_names_without_importing_the_library():
