@@ -1,6 +1,7 @@
 """What masked methods need to know about the model's optimizer: its slots
 (momentum, Adam's moments) aligned with each variable, and whether it keeps
-a weight at exactly zero when the weight's gradient and slots are zero."""
+a weight at exactly zero when the weight's gradient and slots are zero; and
+building it before training, so TensorFlow traces the first step once."""
 
 import keras
 
