@@ -5,6 +5,7 @@ from keras import ops
 
 import tf_sparsity as tfs
 from tf_sparsity import masks as mask_ops
+from tf_sparsity import optimizer_state
 from tf_sparsity.methods import updates
 from tests import models
 
@@ -172,39 +173,31 @@ def test_magnitude_masks_are_permanent_but_regrowth_lets_weights_return(rng):
     assert results[True] > 0
 
 
-def _fit_with_callback(rng, model, build_first):
+def _fit_with_callback(rng, model):
     x, y = data(rng, n=64)
     sparse = tfs.sparsify(model, tfs.MagnitudePruning(
         tfs.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=2, frequency=1)))
     compile_model(sparse, jit_compile=False)
-    callback = tfs.SparsityCallback()
-    if not build_first:  # Keras builds the optimizer itself, while tracing.
-        callback_begin = callback.on_train_begin
-
-        def on_train_begin(logs=None):
-            from tf_sparsity import optimizer_state
-
-            original = optimizer_state.build_before_training
-            optimizer_state.build_before_training = lambda model: False
-            try:
-                callback_begin(logs)
-            finally:
-                optimizer_state.build_before_training = original
-
-        callback.on_train_begin = on_train_begin
-    sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
     return sparse
 
 
-def test_callback_builds_the_optimizer_as_keras_would(rng):
+def _let_keras_build_the_optimizer(monkeypatch):
+    """From now on the callback leaves the optimizer to Keras, which builds
+    it while tracing the first step."""
+    monkeypatch.setattr(optimizer_state, "build_before_training", lambda model: False)
+
+
+def test_callback_builds_the_optimizer_as_keras_would(monkeypatch):
     """The optimizer built by the callback before the first step holds the
     same slots, in the same order, and trains to the same weights as the
     one Keras builds itself."""
     keras.utils.set_random_seed(0)
-    early = _fit_with_callback(np.random.default_rng(0), models.sequential(), build_first=True)
+    early = _fit_with_callback(np.random.default_rng(0), models.sequential())
     keras.utils.clear_session()  # The same layer and optimizer names.
     keras.utils.set_random_seed(0)
-    lazy = _fit_with_callback(np.random.default_rng(0), models.sequential(), build_first=False)
+    _let_keras_build_the_optimizer(monkeypatch)
+    lazy = _fit_with_callback(np.random.default_rng(0), models.sequential())
     early_slots, lazy_slots = early.optimizer.variables, lazy.optimizer.variables
     assert [v.path for v in early_slots] == [v.path for v in lazy_slots]
     for a, b in zip(early_slots + early.weights, lazy_slots + lazy.weights):
@@ -212,7 +205,7 @@ def test_callback_builds_the_optimizer_as_keras_would(rng):
 
 
 @pytest.mark.tensorflow
-def test_callback_builds_the_optimizer_before_the_training_step_is_traced(rng):
+def test_callback_builds_the_optimizer_before_the_training_step_is_traced(rng, monkeypatch):
     """On TensorFlow, Keras without a distribution strategy builds the
     optimizer inside the first traced step, which makes TensorFlow trace it
     twice; the callback builds it first, so no variable is created while
@@ -227,10 +220,11 @@ def test_callback_builds_the_optimizer_before_the_training_step_is_traced(rng):
         return next_creator(**kwargs)
 
     with tf.variable_creator_scope(creator):
-        _fit_with_callback(rng, models.sequential(), build_first=True)
+        _fit_with_callback(rng, models.sequential())
     assert created_while_tracing == []
+    _let_keras_build_the_optimizer(monkeypatch)
     with tf.variable_creator_scope(creator):
-        _fit_with_callback(rng, models.sequential(), build_first=False)
+        _fit_with_callback(rng, models.sequential())
     assert created_while_tracing  # What the callback avoids.
 
 
@@ -248,5 +242,5 @@ def test_callback_leaves_a_custom_train_step_optimizer_alone(rng):
 
     inputs = keras.Input((8,))
     outputs = keras.layers.Dense(4, name="logits")(keras.layers.Dense(16, name="hidden")(inputs))
-    _fit_with_callback(rng, OwnStep(inputs, outputs), build_first=True)
+    _fit_with_callback(rng, OwnStep(inputs, outputs))
     assert built_at_first_step[0] is False
