@@ -346,7 +346,7 @@ def test_keras_hub_composite_layer_get_config_reads_through_the_wrapper():
     inputs = keras.Input((12,), dtype="int32")
     model = keras.Model(inputs, emb(inputs))
     sparse = tfs.sparsify(model, tfs.MagnitudePruning(tfs.ConstantSparsity(0.5)))
-    config = sparse.get_config()  # used to raise AttributeError: tie_weights
+    config = sparse.get_config()  # Reads tie_weights of the wrapped layer.
     assert config["name"] == model.name
     tfs.update_masks(sparse, 0)
     x = np.arange(24).reshape(2, 12) % VOCAB

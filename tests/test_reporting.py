@@ -403,7 +403,7 @@ def test_every_series_of_a_plot_has_its_own_colour_and_marker(tmp_path, monkeypa
     assert sorted(series) == sorted(MANY_METHODS)
     pairs = [(colour, marker) for colour, marker, _ in series.values()]
     assert len(set(pairs)) == len(MANY_METHODS)
-    # The methods of the issue that used to share a look.
+    # Pairs that a small palette would draw alike.
     for a, b in [("magnitude", "magnitude_erk"), ("random", "magnitude_regrowth"),
                  ("variational_dropout", "rigl"), ("l0", "set")]:
         assert series[a][:2] != series[b][:2]

@@ -1,7 +1,7 @@
 """Backend helpers: XLA compilation of pure functions and lazy TensorFlow access.
 
-The core never imports TensorFlow at module level so that it runs where only
-Keras and JAX are installed (the GPU machines we borrow have no TensorFlow).
+The core never imports TensorFlow at module level, so that it runs where only
+Keras and JAX are installed.
 """
 
 import importlib
@@ -72,8 +72,8 @@ def random_uniform(shape, seed_generator, dtype="float32", minval=0.0, maxval=1.
     """`keras.random.uniform` drawing from a `SeedGenerator`, fast under XLA.
 
     On TensorFlow, Keras lets `stateless_uniform` auto-select its algorithm,
-    which with a traced seed under `jit_compile=True` on CPU was measured
-    here at ~90 ms for 235k numbers (50x slower than Philox); the Philox
+    which with a traced seed under `jit_compile=True` on CPU takes
+    ~90 ms for 235k numbers (50x slower than Philox); the Philox
     algorithm is asked for explicitly instead.
     """
     if backend_name() == "tensorflow" and isinstance(seed_generator, keras.random.SeedGenerator):
