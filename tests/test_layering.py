@@ -160,30 +160,28 @@ _STARTS = [
 _PLAIN_START = (["python"], ["python"])
 
 
+@pytest.fixture(scope="module")
+def fresh_imports():
+    """`{orig_argv joined: result}` of importing `tf_sparsity` first after
+    each start (one forked child each, see `tests/forked.py`)."""
+    starts = [_PLAIN_START] + _STARTS
+    results = forked.run_forked(
+        [_PUBLIC_NAMES.format(argv=argv, orig_argv=orig_argv) for argv, orig_argv in starts],
+        cwd=str(ROOT),
+    )
+    return {" ".join(orig_argv): result for (_, orig_argv), result in zip(starts, results)}
+
+
+def _public_names(result):
+    assert result["code"] == 0, result["output"][-3000:]
+    return json.loads(result["output"].strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("argv, orig_argv", _STARTS)
-def test_import_gives_the_same_public_names(argv, orig_argv):
-    names = _public_names_in_fresh_imports()
-    plain = names[" ".join(_PLAIN_START[1])]
-    assert names[" ".join(orig_argv)] == plain
+def test_import_gives_the_same_public_names(argv, orig_argv, fresh_imports):
+    plain = _public_names(fresh_imports[" ".join(_PLAIN_START[1])])
+    assert _public_names(fresh_imports[" ".join(orig_argv)]) == plain
     assert {"sparsify", "METHODS", "SparseWrapper", "strip", "SparsityCallback"} <= set(plain)
-
-
-_CACHE = {}
-
-
-def _public_names_in_fresh_imports():
-    """`{orig_argv joined: public names}` of `tf_sparsity` imported first
-    after each start (one forked child each, see `tests/forked.py`)."""
-    if not _CACHE:
-        starts = [_PLAIN_START] + _STARTS
-        results = forked.run_forked(
-            [_PUBLIC_NAMES.format(argv=argv, orig_argv=orig_argv) for argv, orig_argv in starts],
-            cwd=str(ROOT),
-        )
-        for (_, orig_argv), result in zip(starts, results):
-            assert result["code"] == 0, result["output"][-3000:]
-            _CACHE[" ".join(orig_argv)] = json.loads(result["output"].strip().splitlines()[-1])
-    return _CACHE
 
 
 def test_method_names_without_importing_the_library():

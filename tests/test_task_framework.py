@@ -129,16 +129,18 @@ FIRST_IMPORTS = [
     "tf_sparsity.methods.variational_dropout", "tf_sparsity.sparsify", "tf_sparsity.updater",
     "tf_sparsity.methods.updates", "tf_sparsity.strip",
 ]
-_FIRST_IMPORT_RESULTS = {}
+
+
+@pytest.fixture(scope="module")
+def first_imports():
+    """`{module: result}` of importing each module first, each in a child
+    forked before any tf_sparsity module is imported (`tests/forked.py`):
+    one interpreter start for all of them."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return dict(zip(FIRST_IMPORTS, forked.run_forked([f"import {name}" for name in FIRST_IMPORTS], env=env)))
 
 
 @pytest.mark.parametrize("module", FIRST_IMPORTS)
-def test_any_module_imports_first_in_a_fresh_process(module):
-    # Each in a child forked before any tf_sparsity module is imported
-    # (`tests/forked.py`): one interpreter start for all of them.
-    if not _FIRST_IMPORT_RESULTS:
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        results = forked.run_forked([f"import {name}" for name in FIRST_IMPORTS], env=env)
-        _FIRST_IMPORT_RESULTS.update(zip(FIRST_IMPORTS, results))
-    result = _FIRST_IMPORT_RESULTS[module]
+def test_any_module_imports_first_in_a_fresh_process(module, first_imports):
+    result = first_imports[module]
     assert result["code"] == 0, result["output"][-2000:]
