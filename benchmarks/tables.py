@@ -69,7 +69,9 @@ def mask_update_table():
         for row in payload["results"]:
             tfmot = f"{row['tfmot_s'] * 1e3:.2f} ms" if row.get("tfmot_s") else "n/a"
             amortized = f"{row['amortized_fraction']:.1e} of a {step * 1e3:.0f} ms step" if row.get("amortized_fraction") else ""
-            lines.append(f"| {row['size']:,} | {row['tf_sparsity_s'] * 1e3:.2f} ms | {tfmot} | {amortized} | {where} |")
+            kernels = row.get("kernels", 1)
+            weights = f"{row['size']:,}" if kernels == 1 else f"{kernels} x {row['size']:,} (Adam)"
+            lines.append(f"| {weights} | {row['tf_sparsity_s'] * 1e3:.2f} ms | {tfmot} | {amortized} | {where} |")
     return "\n".join(lines)
 
 

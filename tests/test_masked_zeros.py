@@ -133,3 +133,27 @@ def test_fit_holds_masked_weights_at_zero_and_refreshes_after_loading(tmp_path):
         dead = ops.convert_to_numpy(kernel.state.mask) == 0
         for variable in (kernel.variable, *slots[id(kernel.variable)]):
             assert np.count_nonzero(ops.convert_to_numpy(variable)[dead]) == 0
+
+
+@pytest.mark.parametrize("name", ["magnitude", "set"])
+def test_updates_after_recompiling_zero_the_new_optimizers_slots(name):
+    """A group assigns its masks, weights and slots in one traced call; a
+    new optimizer (new slot variables) must get a new one, not zero the
+    slots of the optimizer it replaced."""
+    keras.utils.set_random_seed(0)
+    model = tfs.sparsify(mlp(), METHODS[name]())
+    x, y = data()
+    # Both schedules update at step 6 (magnitude every 2 steps, SET every 3).
+    for steps in (range(0, 4), range(4, 7)):
+        model.compile(keras.optimizers.Adam(1e-2), "mse")
+        for step in steps:
+            tfs.update_masks(model, step)
+            model.train_on_batch(x[step % 4 * 16 :][:16], y[step % 4 * 16 :][:16])
+    slots = optimizer_state.optimizer_slots(model)
+    assert slots
+    for kernel in tfs.sparse_kernels(model):
+        assert kernel.wrapper.masked_zeros_kept
+        dead = ops.convert_to_numpy(kernel.state.mask) == 0
+        assert 0.3 < dead.mean() < 0.8
+        for variable in (kernel.variable, *slots[id(kernel.variable)]):
+            assert np.count_nonzero(ops.convert_to_numpy(variable)[dead]) == 0

@@ -46,6 +46,28 @@ def jit_compile(fn, static_shapes=False):
     return fn
 
 
+def assigning_function(fn):
+    """Runs `fn`, a function that assigns Keras variables, in one call.
+
+    Args:
+        fn: a function of tensors (nested lists of them) that assigns
+            variables it closes over and returns nothing. As with
+            `jit_compile`: no Python branching on tensor values.
+
+    Returns:
+        On TensorFlow, `tf.function(fn)`: one graph call instead of an eager
+        op dispatch per assign (a mask update assigns a mask, the weights
+        and their optimizer slots for every kernel). The variables are
+        captured when it is traced, so build a new one when the set of
+        variables changes. Elsewhere `fn` itself: JAX assigns variables
+        outside `jax.jit`.
+    """
+    if backend_name() == "tensorflow":
+        tf = require_tensorflow("assigning masks")
+        return tf.function(fn, autograph=False)
+    return fn
+
+
 def tensorflow_available():
     return importlib.util.find_spec("tensorflow") is not None
 

@@ -309,7 +309,9 @@ class MaskedMethod(SparsityMethod):
         pass can skip the multiply (`SparseWrapper.masked_zeros_kept`, set
         by the updater). Masked weights never count (the forward pass masks
         them and pruned weights rank below live ones), so zeroing them
-        changes no output.
+        changes no output. Mask updates call it inside their one traced
+        assign (`UpdateGroup.assign_in_one_call`): `keras.ops` and variable
+        assigns only.
         """
         mask = kernel.state.mask
         for variable in (kernel.variable, *slots):

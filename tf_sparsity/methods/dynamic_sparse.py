@@ -247,12 +247,18 @@ class DropAndGrowUpdate(updates.UpdateGroup):
             ops.convert_to_tensor(np.asarray(counts, "int32")),
         )
         slots = optimizer_state.optimizer_slots(self.model)
-        for kernel, (new, kept) in zip(self.kernels, results):
-            mask = kernel.state.mask
-            mask.assign(ops.cast(new, mask.dtype))
-            # Dropped weights are zeroed and grown ones (a just-dropped one
-            # regrown too) start at zero, their optimizer moments too.
-            variable = kernel.variable
-            for target in (variable, *slots.get(id(variable), ())):
-                target.assign(ops.multiply(target, ops.cast(kept, target.dtype)))
+        kernels = self.kernels
+        zeroed = [(k.variable, *slots.get(id(k.variable), ())) for k in kernels]
+
+        def assign(results):
+            for kernel, targets, (new, kept) in zip(kernels, zeroed, results):
+                mask = kernel.state.mask
+                mask.assign(ops.cast(new, mask.dtype))
+                # Dropped weights are zeroed and grown ones (a just-dropped
+                # one regrown too) start at zero, their optimizer moments too.
+                for target in targets:
+                    target.assign(ops.multiply(target, ops.cast(kept, target.dtype)))
+
+        variables = [k.state.mask for k in kernels] + [v for group in zeroed for v in group]
+        self.assign_in_one_call(assign, variables, [tuple(result) for result in results])
 

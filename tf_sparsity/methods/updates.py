@@ -32,12 +32,27 @@ class UpdateGroup:
         self.method = method
         self.kernels = []
         self.model = None
+        self._assigning = (None, None)
 
     def due_update(self, last_checked, step):
         return self.method.step_schedule.due_update(last_checked, step)
 
     def update(self, step):
         raise NotImplementedError
+
+    def assign_in_one_call(self, assign, variables, *values):
+        """Runs `assign(*values)`, which assigns `variables`, as one call
+        (`_backend.assigning_function`: one graph on TensorFlow, however
+        many kernels the group has).
+
+        The function is traced once and kept while the group assigns the
+        same variables; another set (a new optimizer's slots, weights no
+        longer held at zero) builds it again.
+        """
+        key = tuple(id(variable) for variable in variables)
+        if self._assigning[0] != key:
+            self._assigning = (key, _backend.assigning_function(assign))
+        self._assigning[1](*values)
 
 
 class RampUpdate(UpdateGroup):
@@ -90,14 +105,26 @@ class MaskUpdate(UpdateGroup):
     def assign_masks(self, new_masks):
         """Writes the kernels' new masks, and zeroes the newly masked
         weights (and optimizer slots) of kernels whose masked weights are
-        held at zero."""
-        for kernel, value in zip(self.kernels, new_masks):
-            kernel.state.mask.assign(value)
-        kept = [k for k in self.kernels if k.wrapper.masked_zeros_kept]
-        if kept:
-            slots = optimizer_state.optimizer_slots(self.model)
-            for kernel in kept:
-                self.method.keep_masked_zeros(kernel, slots.get(id(kernel.variable), ()))
+        held at zero, in one call."""
+        kernels, method = self.kernels, self.method
+        kept = [kernel.wrapper.masked_zeros_kept for kernel in kernels]
+        slots = optimizer_state.optimizer_slots(self.model) if any(kept) else {}
+        kept_slots = [
+            tuple(slots.get(id(kernel.variable), ())) if keep else None
+            for kernel, keep in zip(kernels, kept)
+        ]
+
+        def assign(values):
+            for kernel, value, kernel_slots in zip(kernels, values, kept_slots):
+                kernel.state.mask.assign(value)
+                if kernel_slots is not None:
+                    method.keep_masked_zeros(kernel, kernel_slots)
+
+        variables = [kernel.state.mask for kernel in kernels]
+        for kernel, kernel_slots in zip(kernels, kept_slots):
+            if kernel_slots is not None:
+                variables += [kernel.variable, *kernel_slots]
+        self.assign_in_one_call(assign, variables, list(new_masks))
 
 
 class UnitMaskUpdate(MaskUpdate):
