@@ -206,3 +206,36 @@ def test_train_refuses_a_data_dir_with_synthetic_data(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--data_dir" in err and "synthetic" in err
+
+
+class _BranchingMagnitude(tfs.MagnitudePruning):
+    def drop_scores(self, kernel, mask, seed):
+        if keras.ops.mean(kernel) > 0:  # Python control flow on a tensor.
+            return keras.ops.abs(kernel)
+        return -keras.ops.abs(kernel)
+
+
+class _BranchingSET(tfs.SET):
+    def drop_scores(self, kernel, mask, seed):
+        if keras.ops.max(kernel) > 0:
+            return keras.ops.abs(kernel)
+        return -keras.ops.abs(kernel)
+
+
+@pytest.mark.core
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda: _BranchingMagnitude(tfs.ConstantSparsity(0.5, frequency=1)),
+        lambda: _BranchingSET(0.5, update_frequency=1, end_step=10, seed=0),
+    ],
+    ids=["pruning", "dynamic_sparse"],
+)
+def test_a_drop_score_branching_on_a_tensor_is_an_error_naming_the_method(method):
+    model = tfs.sparsify(models.sequential(), method())
+    name = type(model.layers[0].method).__name__
+    masks = [keras.ops.convert_to_numpy(k.state.mask) for k in tfs.sparse_kernels(model)]
+    with pytest.raises(TypeError, match=rf"{name}'s mask update .* `if` on a tensor.*keras.ops.where"):
+        tfs.update_masks(model, 1)
+    for kernel, before in zip(tfs.sparse_kernels(model), masks):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel.state.mask), before)

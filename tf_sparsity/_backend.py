@@ -46,6 +46,24 @@ def jit_compile(fn, static_shapes=False):
     return fn
 
 
+# The backends' errors for Python code that needs a traced tensor's value
+# (`if tensor:`, `int(tensor)`), found by class name so that neither backend
+# must be imported to recognize them.
+_TRACED_VALUE_ERRORS = frozenset({
+    "OperatorNotAllowedInGraphError",  # TensorFlow
+    "ConcretizationTypeError",  # JAX, and its subclasses below
+    "TracerBoolConversionError",
+    "TracerIntegerConversionError",
+    "TracerArrayConversionError",
+})
+
+
+def reads_traced_value(error):
+    """Whether `error` was raised by Python code that branched on, or
+    converted, a tensor's value inside a `jit_compile`d function."""
+    return any(cls.__name__ in _TRACED_VALUE_ERRORS for cls in type(error).__mro__)
+
+
 def assigning_function(fn):
     """Runs `fn`, a function that assigns Keras variables, in one call.
 

@@ -240,7 +240,8 @@ class DropAndGrowUpdate(updates.UpdateGroup):
         method.check_optimizer(optimizer_state.training_optimizer(self.model))
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
         counts = self.move_counts(step, masks)
-        results = self._compiled(
+        results = self.run_compiled(
+            self._compiled,
             [ops.convert_to_tensor(k.variable) for k in self.kernels],
             masks,
             [ops.cast(method.grow_scores(k, step), "float32") for k in self.kernels],

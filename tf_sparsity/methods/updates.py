@@ -40,6 +40,25 @@ class UpdateGroup:
     def update(self, step):
         raise NotImplementedError
 
+    def run_compiled(self, compiled, *args):
+        """Calls the group's compiled update, turning a backend's tracing
+        error for Python control flow on tensors into one that names the
+        method."""
+        try:
+            return compiled(*args)
+        except Exception as error:
+            if not _backend.reads_traced_value(error):
+                raise
+            name = type(self.method).__name__
+            raise TypeError(
+                f"{name}'s mask update reads a tensor's value in Python (an `if` "
+                "on a tensor, `int(tensor)`, ...) in code it runs compiled: its "
+                "`drop_scores`, `grow_scores` or structure. Mask updates are "
+                "traced once with XLA and without AutoGraph, as under `jax.jit`; "
+                f"write the choice with `keras.ops.where` or `keras.ops.cond`. "
+                f"The backend said: {str(error).splitlines()[0]}"
+            ) from error
+
     def assign_in_one_call(self, assign, variables, *values):
         """Runs `assign(*values)`, which assigns `variables`, as one call
         (`_backend.assigning_function`: one graph on TensorFlow, however
@@ -100,7 +119,7 @@ class MaskUpdate(UpdateGroup):
         counts = ops.convert_to_tensor(np.asarray(self.num_pruned(step), "int32"))
         values = [ops.convert_to_tensor(k.variable) for k in self.kernels]
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
-        self.assign_masks(self._compiled(values, masks, counts))
+        self.assign_masks(self.run_compiled(self._compiled, values, masks, counts))
 
     def assign_masks(self, new_masks):
         """Writes the kernels' new masks, and zeroes the newly masked
@@ -192,7 +211,7 @@ class UnitMaskUpdate(MaskUpdate):
             else ops.zeros((), "float32")
             for k in self.kernels
         ]
-        new_masks, recorded = self._compiled(values, masks, gradients, counts)
+        new_masks, recorded = self.run_compiled(self._compiled, values, masks, gradients, counts)
         if needs_gradient:
             # Read back only on update steps: one small vector, computed in
             # the same compiled call as the masks.
