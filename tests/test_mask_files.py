@@ -96,3 +96,21 @@ def test_shuffled_masks_keep_each_kernels_sparsity_but_not_its_positions(rng, tm
     for key, value in masks_of(model).items():
         assert (value == 0).sum() == (expected[key] == 0).sum()
         assert (value != expected[key]).any()
+
+
+def test_masks_with_values_other_than_0_and_1_are_refused_naming_the_kernel(tmp_path):
+    model = tfs.sparsify(models.sequential(), tfs.FixedMask())
+    path = tfs.save_masks(model, tmp_path / "m.npz")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    rng = np.random.default_rng(0)
+    # 0/1 as floats is a mask; fractions would scale the weights.
+    arrays["logits/kernel"] = (rng.random((16, 4)) > 0.5).astype("float32")
+    fractional = dict(arrays, **{"hidden/kernel": np.full((8, 16), 0.5, "float32")})
+    np.savez(tmp_path / "fractional.npz", **fractional)
+    with pytest.raises(ValueError, match=r"values other than 0 and 1: hidden/kernel \(float32\)\.$"):
+        tfs.load_masks(model, tmp_path / "fractional.npz")
+    assert all(value.all() for value in masks_of(model).values())  # Nothing loaded.
+    np.savez(tmp_path / "binary.npz", **arrays)
+    tfs.load_masks(model, tmp_path / "binary.npz")
+    np.testing.assert_array_equal(masks_of(model)["logits"], arrays["logits/kernel"])

@@ -144,7 +144,8 @@ def load_masks(model, path, shuffle_seed=None):
 
     Raises:
         ValueError: one error naming every kernel missing from the file,
-            every extra kernel in it, and every shape that differs.
+            every extra kernel in it, every shape that differs and every
+            mask holding values other than 0 and 1.
     """
     if shuffle_seed is not None:
         shuffle_seed = validate.integer("load_masks", "shuffle_seed", shuffle_seed, minimum=0)
@@ -157,7 +158,16 @@ def load_masks(model, path, shuffle_seed=None):
         for key in sorted(set(targets) & set(masks))
         if targets[key].shape != masks[key].shape
     ]
+    # A mask scales its kernel: anything but 0 and 1 would silently train
+    # and export a different model.
+    not_binary = [
+        f"{key} ({masks[key].dtype})"
+        for key in sorted(set(targets) & set(masks))
+        if masks[key].dtype != bool and not np.isin(masks[key], (0, 1)).all()
+    ]
     problems = []
+    if not_binary:
+        problems.append(f"masks with values other than 0 and 1: {', '.join(not_binary)}")
     if missing:
         problems.append(f"not in the file: {', '.join(missing)}")
     if extra:
