@@ -11,7 +11,7 @@ a model trained with Adam: the update also zeroes the newly masked weights
 and their optimizer slots (what `fit` with the callback does).
 
     python benchmarks/mask_update.py --sizes 1e4,1e5,1e6,1e7,2.5e7
-    python benchmarks/mask_update.py --sizes 16384 --kernels 34 --no_tfmot
+    python benchmarks/mask_update.py --sizes 16384,262144 --kernels 34
 """
 
 import argparse
@@ -82,6 +82,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.kernels < 1:
         parser.error(f"--kernels must be at least 1, got {args.kernels}")
+    not_square = [size for size in args.sizes if round(size ** 0.5) ** 2 != size]
+    if args.kernels > 1 and not_square:
+        parser.error(f"--kernels {args.kernels} updates square kernels: --sizes {not_square} are not squares")
     no_peer = args.no_tfmot or args.kernels > 1 or keras.backend.backend() != "tensorflow"
     peer = {} if no_peer else tfmot(args.sizes, args.repeats)
     rows = []

@@ -48,8 +48,9 @@ def test_mask_update_smoke_with_several_kernels_trained_by_adam():
     payload = mask_update.main(["--sizes", "256", "--kernels", "3", "--repeats", "2", "--no_write"])
     (row,) = payload["results"]
     assert row["kernels"] == 3 and row["tf_sparsity_s"] > 0 and row["tfmot_s"] is None
-    with pytest.raises(SystemExit):
-        mask_update.main(["--kernels", "0", "--no_write"])
+    for bad in (["--kernels", "0"], ["--kernels", "3", "--sizes", "1000"]):
+        with pytest.raises(SystemExit):
+            mask_update.main([*bad, "--no_write"])
 
 
 @pytest.mark.skipif(not HAS_TFMOT, reason="needs the tfmot extra")
