@@ -205,6 +205,20 @@ def test_rigl_refuses_gradient_accumulation(rng):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[tfs.SparsityCallback()])
 
 
+def test_rigl_refuses_to_grow_before_any_gradient_is_recorded(rng):
+    x, y = data(rng)
+    model = tfs.sparsify(mlp(), tfs.RigL(0.5, update_frequency=2, end_step=20, seed=0))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    masks = state(model, "mask")
+    with pytest.raises(ValueError, match=r"RigL grows .* update of step 2 no kernel has one recorded"):
+        tfs.update_masks(model, 2)
+    for path, mask in state(model, "mask").items():
+        np.testing.assert_array_equal(mask, masks[path])
+    model.train_on_batch(x[:16], y[:16])
+    assert tfs.update_masks(model, 2)
+    assert any((state(model, "mask")[path] != masks[path]).any() for path in masks)
+
+
 @pytest.mark.parametrize("method_class", METHODS)
 def test_training_keeps_sparsity_and_strip_equals_inference(method_class, rng):
     x, y = data(rng, 128)

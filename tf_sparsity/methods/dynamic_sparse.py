@@ -227,6 +227,26 @@ class DropAndGrowUpdate(updates.UpdateGroup):
             return [mask_ops.num_to_prune(fraction, sum(live))] + [0] * (len(live) - 1)
         return [mask_ops.num_to_prune(fraction, count) for count in live]
 
+    def check_gradient_recorded(self, step):
+        """Raises, before any mask changes, if no kernel of the group has a
+        recorded gradient (all still zero, as created: no training step has
+        run since the model was built), since growing by it would then
+        choose connections by position. One host read per update."""
+        nonzero = [
+            ops.any(ops.not_equal(kernel.method.gradient(kernel), 0)) for kernel in self.kernels
+        ]
+        if ops.convert_to_numpy(ops.any(ops.stack(nonzero))):
+            return
+        raise ValueError(
+            f"{type(self.method).__name__} grows connections by the gradient "
+            "recorded at the last training step, but at its update of step "
+            f"{step} no kernel has one recorded (no training step has run "
+            "since the model was built): every candidate would score 0 and be "
+            "grown by position. Call `tfs.update_masks(model, step)` after a "
+            "training step (with `fit` and `tfs.SparsityCallback()` the first "
+            "update comes after `update_frequency` steps)."
+        )
+
     def update(self, step):
         method = self.method
         if self._compiled is None:
@@ -238,6 +258,8 @@ class DropAndGrowUpdate(updates.UpdateGroup):
                 )
             )
         method.check_optimizer(optimizer_state.training_optimizer(self.model))
+        if method.needs_gradient:
+            self.check_gradient_recorded(step)
         masks = [ops.convert_to_tensor(k.state.mask) for k in self.kernels]
         counts = self.move_counts(step, masks)
         results = self.run_compiled(
